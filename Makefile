@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make repro` and `make test`. Everything else is set up here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Stage commands call `python`: put the venv first so `dvc` runs every stage in it.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help setup repro test test-fast bench lock clean-venv
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; run: make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	@touch $@
+
+setup: $(STAMP)  ## create .venv and install the project with its pinned dependencies
+
+repro: setup  ## run the whole DVC pipeline (download -> ... -> plot)
+	$(BIN)/dvc repro
+
+test: setup  ## run the test suite, end-to-end DVC tests included
+	$(BIN)/python -m pytest
+
+test-fast: setup  ## unit tests only (skips the slow end-to-end DVC tests)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: setup  ## measure speed and memory; writes bench.json
+	$(BIN)/python -m ncf.bench
+
+lock: $(BIN)/python  ## re-pin every installed package into requirements.lock
+	$(BIN)/python -m pip freeze --exclude-editable | sed -E 's/\+cpu$$//' > requirements.lock.new && mv requirements.lock.new requirements.lock
+
+clean-venv:  ## remove .venv
+	rm -rf $(VENV)

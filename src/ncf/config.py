@@ -1,0 +1,209 @@
+"""params.yaml -> one frozen, typed, validated `Params` object.
+
+Every stage calls `load_params()` before doing any work, so a typo or a bad value stops the
+pipeline with one line (`ParamsError`) naming the dotted key, the value given and what is
+allowed. Library code never reads params.yaml; it receives these objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DATASETS = ("ml-100k",)  # releases with a parser and known sizes (see movielens.py)
+SOURCES = ("grouplens", "local", "pypi")
+DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("sgd", "adam")
+
+
+class ParamsError(ValueError):
+    """A bad value in params.yaml; its message is one line a user can act on."""
+
+
+# Range checks: (predicate, text shown to the user).
+POSITIVE = (lambda v: v > 0, "> 0")
+AT_LEAST_1 = (lambda v: v >= 1, ">= 1")
+NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+UNIT = (lambda v: 0 <= v <= 1, "between 0 and 1")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    dataset: str = field(default="ml-100k", metadata={"choices": DATASETS})
+    sources: tuple[str, ...] = field(default=SOURCES, metadata={"choices": SOURCES})
+    local_zip: str = ""
+    verify: bool = True
+    timeout_s: float = field(default=10.0, metadata={"rule": POSITIVE})
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    batch_size: int = field(default=1024, metadata={"rule": AT_LEAST_1})
+    max_epochs: int = field(default=60, metadata={"rule": AT_LEAST_1})
+    patience: int = field(default=8, metadata={"rule": AT_LEAST_1})
+
+
+@dataclass(frozen=True)
+class GMFParams:
+    dim: int = field(default=64, metadata={"rule": AT_LEAST_1})
+    biases: bool = True
+    lr: float = field(default=0.002, metadata={"rule": POSITIVE})
+    l2: float = field(default=0.003, metadata={"rule": NON_NEGATIVE})
+
+
+@dataclass(frozen=True)
+class MLPParams:
+    dim: int = field(default=64, metadata={"rule": AT_LEAST_1})
+    layers: tuple[int, ...] = field(default=(128, 64, 32), metadata={"rule": AT_LEAST_1})
+    lr: float = field(default=0.001, metadata={"rule": POSITIVE})
+    l2: float = field(default=0.001, metadata={"rule": NON_NEGATIVE})
+
+
+@dataclass(frozen=True)
+class NeuMFParams:
+    pretrain: bool = True
+    alpha: float = field(default=0.5, metadata={"rule": UNIT})
+    optimizer: str = field(default="sgd", metadata={"choices": OPTIMIZERS})
+    lr: float = field(default=0.001, metadata={"rule": POSITIVE})
+    l2: float = field(default=0.001, metadata={"rule": NON_NEGATIVE})
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    ks: tuple[int, ...] = field(default=(5, 10, 20), metadata={"rule": AT_LEAST_1})
+    chunk_users: int = field(default=1024, metadata={"rule": AT_LEAST_1})
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = field(default=0, metadata={"rule": NON_NEGATIVE})
+    num_negatives: int = field(default=4, metadata={"rule": AT_LEAST_1})
+    device: str = field(default="auto", metadata={"choices": DEVICES})
+    data: DataParams = DataParams()
+    train: TrainParams = TrainParams()
+    gmf: GMFParams = GMFParams()
+    mlp: MLPParams = MLPParams()
+    neumf: NeuMFParams = NeuMFParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+    def to_dict(self) -> dict:
+        """Plain dict (lists, not tuples) for checkpoints and logs."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _describe(value) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _scalar(key: str, value, kind: type):
+    """Coerce one YAML scalar to `kind` or raise ParamsError. A bool is never a number."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ParamsError(f"{key}: expected true or false, got {_describe(value)}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ParamsError(f"{key}: expected a whole number, got {_describe(value)}")
+    if kind is float:
+        if isinstance(value, bool):
+            raise ParamsError(f"{key}: expected a number, got {_describe(value)}")
+        if isinstance(value, (int, float)):
+            out = float(value)
+        elif isinstance(value, str):
+            # `dvc exp run -S lr=1e-5` writes 1e-5, which YAML 1.1 reads as a string.
+            try:
+                out = float(value)
+            except ValueError:
+                raise ParamsError(f"{key}: expected a number, got {_describe(value)}") from None
+        else:
+            raise ParamsError(f"{key}: expected a number, got {_describe(value)}")
+        if not math.isfinite(out):
+            raise ParamsError(f"{key}: expected a finite number, got {value!r}")
+        return out
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ParamsError(f"{key}: expected a string, got {_describe(value)}")
+    raise TypeError(kind)  # pragma: no cover - a programming error in this module
+
+
+def _value(key: str, value, hint, meta):
+    choices = meta.get("choices")
+    rule = meta.get("rule")
+    if typing.get_origin(hint) is tuple:
+        (item_kind, _ellipsis) = typing.get_args(hint)
+        if not isinstance(value, list) or not value:
+            raise ParamsError(f"{key}: expected a non-empty list, got {_describe(value)}")
+        items = tuple(_scalar(f"{key}[{i}]", v, item_kind) for i, v in enumerate(value))
+        checked = [(f"{key}[{i}]", v) for i, v in enumerate(items)]
+    else:
+        items = _scalar(key, value, hint)
+        checked = [(key, items)]
+    for name, v in checked:
+        if choices is not None and v not in choices:
+            raise ParamsError(f"{key}: {v!r} is not one of {', '.join(choices)}")
+        if rule is not None and not rule[0](v):
+            raise ParamsError(f"{name}: {v!r} is not allowed; it must be {rule[1]}")
+    return items
+
+
+def _build(cls, raw, prefix: str):
+    if not isinstance(raw, dict):
+        where = prefix.rstrip(".") or "params.yaml"
+        raise ParamsError(f"{where}: expected a mapping of keys, got {_describe(raw)}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(names)}"
+            raise ParamsError(f"{prefix}{key}: unknown key{hint}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            continue
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            values[f.name] = _build(hint, raw[f.name], f"{prefix}{f.name}.")
+        else:
+            values[f.name] = _value(f"{prefix}{f.name}", raw[f.name], hint, f.metadata)
+    return cls(**values)
+
+
+def parse_params(raw) -> Params:
+    """Validate an already-loaded mapping (from YAML) into Params."""
+    if raw is None:
+        raw = {}
+    return _build(Params, raw, "")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; every problem becomes a one-line ParamsError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; run from the project root, where params.yaml is") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML{where}; fix the syntax there") from None
+    return parse_params(raw)
+

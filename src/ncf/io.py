@@ -1,0 +1,52 @@
+"""Atomic writes of every artefact: parquet, JSON, TSV, checkpoints and figures.
+
+Each writer goes through `output_file()`: the data lands in a temporary file beside the target
+and replaces it with `os.replace` only once complete, so an interrupted stage never leaves a
+half-written file that the next run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+
+@contextlib.contextmanager
+def output_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it onto `path` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+    with output_file(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def write_json(obj, path: str | Path) -> None:
+    with output_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_tsv(df: pd.DataFrame, path: str | Path) -> None:
+    with output_file(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+
+
+def write_bytes(data: bytes, path: str | Path) -> None:
+    with output_file(path) as tmp:
+        tmp.write_bytes(data)

@@ -1,0 +1,32 @@
+"""HR@K and NDCG@K from the rank of each user's held-out item.
+
+A rank counts, from 0, the candidate items that score at least as high as the held-out item
+(ties count against it: a model that gives every item the same score ranks it last). So
+HR@K = 1 if rank < K, and NDCG@K = 1 / log2(rank + 2) if rank < K, else 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def hit_rate(ranks, k: int) -> float:
+    ranks = np.asarray(ranks)
+    return float(np.mean(ranks < k)) if len(ranks) else 0.0
+
+
+def ndcg(ranks, k: int) -> float:
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if not len(ranks):
+        return 0.0
+    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return float(np.mean(gains))
+
+
+def summarize(ranks, ks=(5, 10, 20)) -> dict[str, float]:
+    """{'hr@10': .., 'ndcg@10': .., ...} rounded to 6 digits, HR and NDCG paired per K."""
+    out = {}
+    for k in sorted(ks):
+        out[f"hr@{k}"] = round(hit_rate(ranks, k), 6)
+        out[f"ndcg@{k}"] = round(ndcg(ranks, k), 6)
+    return out

@@ -1,0 +1,296 @@
+"""MovieLens: where each release comes from, how it is checked, and how it is parsed.
+
+Every source ends in the same two canonical tables:
+- ratings: user_id, item_id (MovieLens's own ids), rating, timestamp, in the source file's row
+  order (the split's tie rule depends on that order);
+- movies: item_id, title, year, genres ('|'-joined).
+
+Sources, tried in the order `data.sources` gives:
+- grouplens: the release's zip from GroupLens, md5-checked;
+- local: a copy of that zip on disk (`data.local_zip`), md5-checked;
+- pypi: the RecBole 1.2.1 wheel, fetched with `pip download` (so whatever index pip is configured
+  for answers); it ships ml-100k as RecBole atomic files. Both files are sha256-checked and read
+  straight out of the wheel; RecBole is never installed or imported.
+
+Archives are never extracted to disk: the expected members are read by exact name, so an entry
+whose path points outside a folder (zip-slip) cannot write anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+
+class DataError(RuntimeError):
+    """A source or a data file that cannot be used; the message is one actionable line."""
+
+
+# The 19 genre flags of ml-100k's u.item, in file order (from the release's u.genre).
+GENRES_100K = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western",
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ratings: int
+    users: int
+    items: int
+
+
+@dataclass(frozen=True)
+class WheelSource:
+    """A MovieLens copy shipped inside a wheel on the package index."""
+
+    requirement: str
+    inter: str
+    inter_sha256: str
+    item: str
+    item_sha256: str
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    url: str
+    md5: str
+    sizes: Sizes
+    parse_zip: Callable[[zipfile.ZipFile], tuple[pd.DataFrame, pd.DataFrame]]
+    wheel: WheelSource | None = None
+
+
+# --- parsers -------------------------------------------------------------------------------
+
+def _read_member(zf: zipfile.ZipFile, name: str) -> bytes:
+    try:
+        return zf.read(name)
+    except KeyError:
+        raise DataError(f"archive has no member {name!r}; is it really this MovieLens release?") from None
+
+
+def _split_title(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """'Toy Story (1995)' -> ('Toy Story', 1995); titles without a year keep year <NA>."""
+    parts = raw.str.extract(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
+    title = parts["title"].fillna(raw.str.strip())
+    year = pd.to_numeric(parts["year"], errors="coerce").astype("Int16")
+    return title, year
+
+
+def _ratings_frame(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "user_id": df["user_id"].astype("int32"),
+        "item_id": df["item_id"].astype("int32"),
+        "rating": df["rating"].astype("float32"),
+        "timestamp": df["timestamp"].astype("int64"),
+    })
+
+
+def parse_ml100k_zip(zf: zipfile.ZipFile) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GroupLens's ml-100k.zip: ml-100k/u.data (tab) and ml-100k/u.item (pipe, latin-1)."""
+    data = _read_member(zf, "ml-100k/u.data")
+    ratings = pd.read_csv(
+        io.BytesIO(data), sep="\t", header=None,
+        names=["user_id", "item_id", "rating", "timestamp"],
+        dtype={"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"},
+    )
+    item = _read_member(zf, "ml-100k/u.item")
+    cols = ["item_id", "title", "release_date", "video_release_date", "url", *GENRES_100K]
+    movies = pd.read_csv(
+        io.BytesIO(item), sep="|", header=None, names=cols, encoding="latin-1",
+        dtype={"item_id": "int64", "title": "string"}, keep_default_na=False,
+    )
+    flags = movies[list(GENRES_100K)].astype(bool).to_numpy()
+    genres = ["|".join(g for g, on in zip(GENRES_100K, row) if on) for row in flags]
+    title, year = _split_title(movies["title"])
+    return _ratings_frame(ratings), _movies_frame(movies["item_id"], title, year, genres)
+
+
+def parse_recbole(inter: bytes, item: bytes) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """RecBole atomic files: a typed header (`user_id:token ...`), tab-separated rows."""
+    ratings = pd.read_csv(io.BytesIO(inter), sep="\t", dtype="string")
+    ratings.columns = [c.split(":")[0] for c in ratings.columns]
+    missing = {"user_id", "item_id", "rating", "timestamp"} - set(ratings.columns)
+    if missing:
+        raise DataError(f"RecBole .inter file lacks columns {sorted(missing)}")
+    ratings = ratings.apply(lambda col: pd.to_numeric(col, errors="raise"))
+    movies = pd.read_csv(io.BytesIO(item), sep="\t", dtype="string", keep_default_na=False)
+    movies.columns = [c.split(":")[0] for c in movies.columns]
+    year = pd.to_numeric(movies["release_year"], errors="coerce").astype("Int16")
+    genres = movies["class"].fillna("").str.split().str.join("|")
+    return _ratings_frame(ratings), _movies_frame(movies["item_id"].astype("int64"), movies["movie_title"], year, genres)
+
+
+def _movies_frame(item_id, title, year, genres) -> pd.DataFrame:
+    return pd.DataFrame({
+        "item_id": pd.Series(item_id).astype("int32").to_numpy(),
+        "title": pd.Series(title).astype("string").to_numpy(),
+        "year": pd.Series(year).astype("Int16").to_numpy(),
+        "genres": pd.Series(list(genres), dtype="string").to_numpy(),
+    })
+
+
+RELEASES: dict[str, Release] = {
+    "ml-100k": Release(
+        name="ml-100k",
+        url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+        md5="0e33842e24a9c977be4e0107933c0723",
+        sizes=Sizes(ratings=100_000, users=943, items=1_682),
+        parse_zip=parse_ml100k_zip,
+        wheel=WheelSource(
+            requirement="recbole==1.2.1",
+            inter="recbole/dataset_example/ml-100k/ml-100k.inter",
+            inter_sha256="4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+            item="recbole/dataset_example/ml-100k/ml-100k.item",
+            item_sha256="51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+        ),
+    ),
+}
+
+
+# --- checks --------------------------------------------------------------------------------
+
+def file_digest(path: Path, algorithm: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, algorithm).hexdigest()
+
+
+def check_sizes(release: Release, ratings: pd.DataFrame, movies: pd.DataFrame) -> None:
+    got = Sizes(len(ratings), ratings["user_id"].nunique(), movies["item_id"].nunique())
+    if got != release.sizes:
+        raise DataError(
+            f"{release.name}: expected {release.sizes.ratings:,} ratings, {release.sizes.users:,} users "
+            f"and {release.sizes.items:,} movies, got {got.ratings:,}, {got.users:,} and {got.items:,}; "
+            "the source holds another file than the published release"
+        )
+
+
+def _open_zip(path: Path, source: str) -> zipfile.ZipFile:
+    try:
+        zf = zipfile.ZipFile(path)
+        bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataError(f"{source}: {path.name} is not a readable zip ({exc}); fetch it again") from None
+    if bad is not None:
+        raise DataError(f"{source}: member {bad!r} of {path.name} is corrupt; fetch the zip again")
+    return zf
+
+
+def _parse_checked_zip(release: Release, path: Path, source: str, verify: bool):
+    if verify:
+        md5 = file_digest(path, "md5")
+        if md5 != release.md5:
+            raise DataError(f"{source}: md5 of {path} is {md5}, expected {release.md5} for {release.name}")
+    with _open_zip(path, source) as zf:
+        return release.parse_zip(zf)
+
+
+# --- sources -------------------------------------------------------------------------------
+
+def fetch_grouplens(release: Release, workdir: Path, timeout_s: float, verify: bool):
+    target = workdir / Path(release.url).name
+    try:
+        with urllib.request.urlopen(release.url, timeout=timeout_s) as resp:
+            ctype = resp.headers.get("Content-Type", "")
+            if "html" in ctype:
+                raise DataError(f"grouplens: {release.url} answered with a web page ({ctype}), not a zip")
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with open(target, "wb") as out, tqdm(
+                total=total, unit="B", unit_scale=True, desc=f"download {release.name}",
+                disable=None, leave=False,
+            ) as bar:
+                while chunk := resp.read(1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DataError(f"grouplens: cannot fetch {release.url} ({reason})") from None
+    return _parse_checked_zip(release, target, "grouplens", verify)
+
+
+def fetch_local(release: Release, local_zip: str, verify: bool):
+    if not local_zip:
+        raise DataError("local: no zip configured; set data.local_zip to the path of the release's zip")
+    path = Path(local_zip).expanduser()
+    if not path.is_file():
+        raise DataError(f"local: {path} does not exist; fix data.local_zip")
+    return _parse_checked_zip(release, path, "local", verify)
+
+
+def fetch_wheel(release: Release, workdir: Path, verify: bool):
+    if release.wheel is None:
+        raise DataError(f"pypi: no wheel on the package index ships {release.name}")
+    wheel = release.wheel
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "--quiet", wheel.requirement, "-d", str(workdir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(workdir.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+        raise DataError(f"pypi: `pip download {wheel.requirement}` failed ({last})")
+    with _open_zip(wheels[0], "pypi") as zf:
+        inter = _read_member(zf, wheel.inter)
+        item = _read_member(zf, wheel.item)
+    if verify:
+        for name, blob, want in ((wheel.inter, inter, wheel.inter_sha256), (wheel.item, item, wheel.item_sha256)):
+            got = hashlib.sha256(blob).hexdigest()
+            if got != want:
+                raise DataError(f"pypi: sha256 of {name} in {wheels[0].name} is {got}, expected {want}")
+    return parse_recbole(inter, item)
+
+
+def load_release(
+    name: str,
+    sources: tuple[str, ...],
+    local_zip: str = "",
+    verify: bool = True,
+    timeout_s: float = 10.0,
+    log: Callable[[str], None] = print,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Try each source in order; return (ratings, movies, source used) or raise DataError."""
+    if name not in RELEASES:
+        raise DataError(f"data.dataset: {name!r} is not one of {', '.join(RELEASES)}")
+    release = RELEASES[name]
+    failures = []
+    for source in sources:
+        with tempfile.TemporaryDirectory(prefix="ncf-download-") as tmp:
+            try:
+                if source == "grouplens":
+                    ratings, movies = fetch_grouplens(release, Path(tmp), timeout_s, verify)
+                elif source == "local":
+                    ratings, movies = fetch_local(release, local_zip, verify)
+                elif source == "pypi":
+                    ratings, movies = fetch_wheel(release, Path(tmp), verify)
+                else:
+                    raise DataError(f"{source}: unknown source; use grouplens, local or pypi")
+                if verify:
+                    check_sizes(release, ratings, movies)
+            except DataError as exc:
+                log(f"{exc}; trying the next source")
+                failures.append(str(exc))
+                continue
+            except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+                msg = f"{source}: cannot parse {release.name} ({str(exc).splitlines()[0]})"
+                log(f"{msg}; trying the next source")
+                failures.append(msg)
+                continue
+        return ratings, movies, source
+    raise DataError(
+        f"no source could provide {release.name} (tried {', '.join(sources)}): "
+        + " | ".join(failures)
+        + "; put the zip on disk and set data.local_zip"
+    )

@@ -1,0 +1,205 @@
+"""One training loop for GMF, MLP and NeuMF, with early stopping on the validation item.
+
+Each epoch draws fresh negatives for every training positive (sampling.py), shuffles positives
+and negatives together with an explicit generator, and steps through the tensors in batches:
+no Dataset, no DataLoader, no per-sample Python. After each epoch the validation HR@10 and
+NDCG@10 come from full ranking with the user's training items masked; the state kept is the
+best epoch on validation (never on test), and training stops after `patience` epochs without a
+better one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ncf.evaluate import ItemMask, rank_held_out
+from ncf.metrics import hit_rate, ndcg
+from ncf.sampling import NegativeSampler
+
+SELECT_K = 10  # early stopping and model selection use validation HR@10, then NDCG@10
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (for example the loss became NaN); the message says what to change."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device: cuda was asked for but no CUDA GPU is visible; set device: auto or cpu")
+    return torch.device(name)
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """A seed of its own for each stage, derived from the global one (stable across runs)."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(stage.encode())]).generate_state(1)[0])
+
+
+@dataclass
+class TrainData:
+    """The training interactions and the validation items, ready on one device."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    num_users: int
+    num_items: int
+    valid_users: np.ndarray
+    valid_items: np.ndarray
+    mask: ItemMask  # training items, excluded when ranking the validation item
+
+    @classmethod
+    def from_frames(cls, train: pd.DataFrame, valid: pd.DataFrame, num_users: int, num_items: int,
+                    device="cpu") -> TrainData:
+        users = train["user"].to_numpy(np.int64)
+        items = train["item"].to_numpy(np.int64)
+        return cls(
+            users=torch.as_tensor(users, device=device),
+            items=torch.as_tensor(items, device=device),
+            num_users=num_users,
+            num_items=num_items,
+            valid_users=valid["user"].to_numpy(np.int64),
+            valid_items=valid["item"].to_numpy(np.int64),
+            mask=ItemMask(users, items, num_users, device=device),
+        )
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_valid: dict[str, float]
+    epochs_run: int
+    state_dict: dict
+    history: list[dict] = field(default_factory=list)
+
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history, columns=["epoch", "loss", "valid_hr10", "valid_ndcg10"])
+
+
+def validate(model, data: TrainData, chunk_users: int, device) -> dict[str, float]:
+    model.eval()
+    ranks = rank_held_out(model.score_all, data.valid_users, data.valid_items, data.mask,
+                          chunk_users=chunk_users, device=device)
+    model.train()
+    return {"hr@10": hit_rate(ranks, SELECT_K), "ndcg@10": ndcg(ranks, SELECT_K)}
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def epoch_samples(data: TrainData, sampler: NegativeSampler, num_negatives: int,
+                  generator: torch.Generator):
+    """All positives and freshly drawn negatives of one epoch, shuffled: (users, items, labels)."""
+    n = len(data.users)
+    negatives = sampler.sample(data.users, num_negatives, generator)
+    users = torch.cat([data.users, data.users.repeat_interleave(num_negatives)])
+    items = torch.cat([data.items, negatives.reshape(-1)])
+    labels = torch.zeros(len(users), device=users.device)
+    labels[:n] = 1.0
+    order = torch.randperm(len(users), generator=generator, device=users.device)
+    return users[order], items[order], labels[order]
+
+
+def fit(
+    model: torch.nn.Module,
+    data: TrainData,
+    *,
+    name: str,
+    num_negatives: int,
+    batch_size: int,
+    max_epochs: int,
+    patience: int,
+    optimizer: str,
+    lr: float,
+    l2: float,
+    seed: int,
+    device,
+    chunk_users: int = 1024,
+    validate_initial: bool = False,
+    log=None,
+) -> FitResult:
+    """Train `model` in place; return the best epoch's state (by validation HR@10, then NDCG@10).
+
+    With `validate_initial`, the untrained state counts as epoch 0 (used for NeuMF after the
+    pretraining fusion, which may already be the best model).
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    model.to(device).train()
+    opt = make_optimizer(optimizer, model.parameters(), lr)
+    sampler = NegativeSampler(data.users, data.items, data.num_items)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    history: list[dict] = []
+    best_key, best_epoch, best_state, best_valid = None, 0, None, {}
+
+    def consider(epoch: int, loss: float | None) -> bool:
+        nonlocal best_key, best_epoch, best_state, best_valid
+        valid = validate(model, data, chunk_users, device)
+        history.append({"epoch": epoch, "loss": loss, "valid_hr10": valid["hr@10"],
+                        "valid_ndcg10": valid["ndcg@10"]})
+        key = (valid["hr@10"], valid["ndcg@10"])
+        if best_key is None or key > best_key:
+            best_key, best_epoch, best_valid = key, epoch, valid
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            return True
+        return False
+
+    if validate_initial:
+        consider(0, None)
+        log(f"[{name}] epoch 0 (before training): valid hr@10 {best_valid['hr@10']:.4f}")
+
+    bar = tqdm(range(1, max_epochs + 1), desc=name, unit="epoch", disable=None, file=sys.stderr)
+    epoch = 0
+    for epoch in bar:
+        start = time.perf_counter()
+        users, items, labels = epoch_samples(data, sampler, num_negatives, generator)
+        total, count = torch.zeros((), device=device), 0
+        for lo in range(0, len(users), batch_size):
+            u, i, y = users[lo:lo + batch_size], items[lo:lo + batch_size], labels[lo:lo + batch_size]
+            logits = model(u, i)
+            loss = loss_fn(logits, y)
+            if l2:
+                loss = loss + l2 * model.l2(u, i) / len(u)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(u)
+            count += len(u)
+        mean_loss = float(total) / max(count, 1)
+        if not math.isfinite(mean_loss):
+            raise TrainingError(
+                f"{name}: the training loss became {mean_loss} in epoch {epoch}; "
+                f"lower {name}.lr (now {lr}) or raise {name}.l2 (now {l2})"
+            )
+        improved = consider(epoch, round(mean_loss, 6))
+        seconds = time.perf_counter() - start
+        row = history[-1]
+        summary = (f"loss {mean_loss:.4f}  valid hr@10 {row['valid_hr10']:.4f} "
+                   f"ndcg@10 {row['valid_ndcg10']:.4f}  {seconds:.1f}s{'  *' if improved else ''}")
+        if bar.disable:
+            log(f"[{name}] epoch {epoch}: {summary}")
+        else:
+            bar.set_postfix_str(summary)
+        if epoch - best_epoch >= patience:
+            break
+    bar.close()
+    log(f"[{name}] best epoch {best_epoch} of {epoch}: valid hr@10 {best_valid['hr@10']:.4f} "
+        f"ndcg@10 {best_valid['ndcg@10']:.4f}")
+    return FitResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=epoch,
+                     state_dict=best_state, history=history)

@@ -1,0 +1,35 @@
+"""Make a stage run this checkout's `ncf` code with the project's Python.
+
+DVC runs `python stages/<stage>.py` with whatever `python` is first on PATH, and queued
+experiments run in a copy of the repository under `.dvc/tmp/exps/`. So each stage puts its own
+checkout's `src/` first on the import path, and, if the current Python lacks the project's
+dependencies, re-executes itself with the nearest `.venv/bin/python` above it.
+"""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+_NEEDED = ("torch", "pandas", "pyarrow", "yaml", "tqdm")
+
+
+def _venv_python():
+    for folder in (ROOT, *ROOT.parents):
+        candidate = folder / ".venv" / "bin" / "python"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+if any(importlib.util.find_spec(name) is None for name in _NEEDED):
+    venv = _venv_python()
+    if venv is not None and Path(sys.executable) != venv and not os.environ.get("NCF_REEXEC"):
+        os.environ["NCF_REEXEC"] = "1"
+        os.execv(str(venv), [str(venv), *sys.argv])
+    print(f"error: {sys.executable} lacks the project's packages; run `make setup` "
+          "(or `source .venv/bin/activate`) first", file=sys.stderr)
+    sys.exit(2)
