@@ -123,12 +123,15 @@ def _scalar(key: str, value, kind: type):
         if isinstance(value, bool):
             raise ParamsError(f"{key}: expected a number, got {_describe(value)}")
         if isinstance(value, (int, float)):
-            out = float(value)
+            try:
+                out = float(value)
+            except OverflowError:
+                raise ParamsError(f"{key}: {value!r} is too large for a number") from None
         elif isinstance(value, str):
             # `dvc exp run -S lr=1e-5` writes 1e-5, which YAML 1.1 reads as a string.
             try:
                 out = float(value)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise ParamsError(f"{key}: expected a number, got {_describe(value)}") from None
         else:
             raise ParamsError(f"{key}: expected a number, got {_describe(value)}")

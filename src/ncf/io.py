@@ -17,6 +17,15 @@ from pathlib import Path
 import pandas as pd
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's temp files are 0600
+
+
 @contextlib.contextmanager
 def output_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it onto `path` if the block succeeds."""
@@ -27,6 +36,7 @@ def output_file(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

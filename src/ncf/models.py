@@ -9,7 +9,9 @@ linear output over their concatenated features. `neumf_from_pretrained` builds N
 trained GMF and MLP with the paper's alpha fusion, so that with alpha = 0.5 the fused logit is
 exactly 0.5 * (GMF logit + MLP logit).
 
-Every model has `score_all(users)` for full ranking (all items at once, batched, without
+`forward(users, items, reg)` appends to the list `reg`, when one is given, the sum of squares of
+the embeddings (and biases) it looked up, so the L2 penalty costs no second lookup. Every model
+has `score_all(users)` for full ranking (all items at once, batched, without
 materialising more than `pair_budget` MLP activations) and `model_args`, the keyword arguments
 that rebuild it (stored in checkpoints).
 """
@@ -41,13 +43,19 @@ class GMFPath(nn.Module):
             nn.init.zeros_(self.user_bias.weight)
             nn.init.zeros_(self.item_bias.weight)
 
-    def features(self, users, items):
-        return self.user(users) * self.item(items)
+    def features(self, users, items, reg=None):
+        p, q = self.user(users), self.item(items)
+        if reg is not None:
+            reg.append(p.pow(2).sum() + q.pow(2).sum())
+        return p * q
 
-    def bias(self, users, items):
+    def bias(self, users, items, reg=None):
         if not self.biases:
             return 0.0
-        return self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
+        bu, bi = self.user_bias(users).squeeze(-1), self.item_bias(items).squeeze(-1)
+        if reg is not None:
+            reg.append(bu.pow(2).sum() + bi.pow(2).sum())
+        return bu + bi
 
     def score_all(self, users, weight):
         """[len(users), num_items] logit contributions of this path, given the output weights."""
@@ -56,11 +64,6 @@ class GMFPath(nn.Module):
             scores = scores + self.user_bias(users) + self.item_bias.weight.T
         return scores
 
-    def l2(self, users, items):
-        total = self.user(users).pow(2).sum() + self.item(items).pow(2).sum()
-        if self.biases:
-            total = total + self.user_bias(users).pow(2).sum() + self.item_bias(items).pow(2).sum()
-        return total
 
 
 class MLPPath(nn.Module):
@@ -71,8 +74,11 @@ class MLPPath(nn.Module):
         widths = [2 * dim, *layers]
         self.tower = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
 
-    def features(self, users, items):
-        h = torch.cat([self.user(users), self.item(items)], dim=-1)
+    def features(self, users, items, reg=None):
+        p, q = self.user(users), self.item(items)
+        if reg is not None:
+            reg.append(p.pow(2).sum() + q.pow(2).sum())
+        h = torch.cat([p, q], dim=-1)
         for layer in self.tower:
             h = torch.relu(layer(h))
         return h
@@ -97,9 +103,6 @@ class MLPPath(nn.Module):
             out.append(h @ weight)
         return torch.cat(out, dim=0)
 
-    def l2(self, users, items):
-        return self.user(users).pow(2).sum() + self.item(items).pow(2).sum()
-
 
 class GMF(nn.Module):
     def __init__(self, num_users: int, num_items: int, dim: int = 32, biases: bool = False):
@@ -108,14 +111,11 @@ class GMF(nn.Module):
         self.path = GMFPath(num_users, num_items, dim, biases)
         self.out = nn.Linear(dim, 1)
 
-    def forward(self, users, items):
-        return self.out(self.path.features(users, items)).squeeze(-1) + self.path.bias(users, items)
+    def forward(self, users, items, reg=None):
+        return self.out(self.path.features(users, items, reg)).squeeze(-1) + self.path.bias(users, items, reg)
 
     def score_all(self, users):
         return self.path.score_all(users, self.out.weight[0]) + self.out.bias
-
-    def l2(self, users, items):
-        return self.path.l2(users, items)
 
 
 class MLP(nn.Module):
@@ -126,14 +126,11 @@ class MLP(nn.Module):
         self.path = MLPPath(num_users, num_items, dim, layers)
         self.out = nn.Linear(layers[-1], 1)
 
-    def forward(self, users, items):
-        return self.out(self.path.features(users, items)).squeeze(-1)
+    def forward(self, users, items, reg=None):
+        return self.out(self.path.features(users, items, reg)).squeeze(-1)
 
     def score_all(self, users):
         return self.path.score_all(users, self.out.weight[0]) + self.out.bias
-
-    def l2(self, users, items):
-        return self.path.l2(users, items)
 
 
 class NeuMF(nn.Module):
@@ -154,18 +151,15 @@ class NeuMF(nn.Module):
         self.mlp = MLPPath(num_users, num_items, mlp_dim, layers)
         self.out = nn.Linear(gmf_dim + layers[-1], 1)
 
-    def forward(self, users, items):
-        h = torch.cat([self.gmf.features(users, items), self.mlp.features(users, items)], dim=-1)
-        return self.out(h).squeeze(-1) + self.gmf.bias(users, items)
+    def forward(self, users, items, reg=None):
+        h = torch.cat([self.gmf.features(users, items, reg), self.mlp.features(users, items, reg)], dim=-1)
+        return self.out(h).squeeze(-1) + self.gmf.bias(users, items, reg)
 
     def score_all(self, users):
         w = self.out.weight[0]
         gmf_dim = self.gmf.user.embedding_dim
         return (self.gmf.score_all(users, w[:gmf_dim]) + self.mlp.score_all(users, w[gmf_dim:])
                 + self.out.bias)
-
-    def l2(self, users, items):
-        return self.gmf.l2(users, items) + self.mlp.l2(users, items)
 
 
 MODELS = {"gmf": GMF, "mlp": MLP, "neumf": NeuMF}
@@ -239,6 +233,8 @@ def load_checkpoint(path, kind: str, expected_args: dict | None = None, map_loca
         raise CheckpointError(f"{path}: holds a {ckpt.get('kind')!r} model, expected {kind!r}")
     args = ckpt["model_args"]
     for key, want in (expected_args or {}).items():
+        if isinstance(want, tuple):
+            want = list(want)
         if args.get(key) != want:
             raise CheckpointError(
                 f"{path}: built with {key}={args.get(key)!r}, but the params ask for {want!r}; "

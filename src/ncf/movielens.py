@@ -19,6 +19,7 @@ whose path points outside a folder (zip-slip) cannot write anywhere.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import subprocess
 import sys
@@ -130,6 +131,9 @@ def parse_recbole(inter: bytes, item: bytes) -> tuple[pd.DataFrame, pd.DataFrame
     ratings = ratings.apply(lambda col: pd.to_numeric(col, errors="raise"))
     movies = pd.read_csv(io.BytesIO(item), sep="\t", dtype="string", keep_default_na=False)
     movies.columns = [c.split(":")[0] for c in movies.columns]
+    missing = {"item_id", "movie_title", "release_year", "class"} - set(movies.columns)
+    if missing:
+        raise DataError(f"RecBole .item file lacks columns {sorted(missing)}")
     year = pd.to_numeric(movies["release_year"], errors="coerce").astype("Int16")
     genres = movies["class"].fillna("").str.split().str.join("|")
     return _ratings_frame(ratings), _movies_frame(movies["item_id"].astype("int64"), movies["movie_title"], year, genres)
@@ -137,10 +141,10 @@ def parse_recbole(inter: bytes, item: bytes) -> tuple[pd.DataFrame, pd.DataFrame
 
 def _movies_frame(item_id, title, year, genres) -> pd.DataFrame:
     return pd.DataFrame({
-        "item_id": pd.Series(item_id).astype("int32").to_numpy(),
-        "title": pd.Series(title).astype("string").to_numpy(),
-        "year": pd.Series(year).astype("Int16").to_numpy(),
-        "genres": pd.Series(list(genres), dtype="string").to_numpy(),
+        "item_id": pd.Series(item_id).astype("int32").array,
+        "title": pd.Series(title).astype("string").array,
+        "year": pd.Series(year).astype("Int16").array,  # nullable: some movies have no year
+        "genres": pd.Series(list(genres), dtype="string").array,
     })
 
 
@@ -216,8 +220,8 @@ def fetch_grouplens(release: Release, workdir: Path, timeout_s: float, verify: b
                 while chunk := resp.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
+        reason = " ".join(str(getattr(exc, "reason", exc)).split())[:200]  # one line
         raise DataError(f"grouplens: cannot fetch {release.url} ({reason})") from None
     return _parse_checked_zip(release, target, "grouplens", verify)
 
@@ -280,8 +284,9 @@ def load_release(
                 if verify:
                     check_sizes(release, ratings, movies)
             except DataError as exc:
-                log(f"{exc}; trying the next source")
-                failures.append(str(exc))
+                msg = str(exc) if str(exc).startswith(f"{source}:") else f"{source}: {exc}"
+                log(f"{msg}; trying the next source")
+                failures.append(msg)
                 continue
             except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
                 msg = f"{source}: cannot parse {release.name} ({str(exc).splitlines()[0]})"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ncf.evaluate import ItemMask, rank_held_out
@@ -96,7 +97,8 @@ def validate(model, data: TrainData, chunk_users: int, device) -> dict[str, floa
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        # The fused kernel is several times faster than the per-tensor loop on CPU and GPU.
+        return torch.optim.Adam(params, lr=lr, fused=True)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}")
@@ -113,6 +115,22 @@ def epoch_samples(data: TrainData, sampler: NegativeSampler, num_negatives: int,
     labels[:n] = 1.0
     order = torch.randperm(len(users), generator=generator, device=users.device)
     return users[order], items[order], labels[order]
+
+
+def train_epoch(model, opt, users, items, labels, *, batch_size: int, l2: float) -> float:
+    """One pass over prepared (users, items, labels) tensors; returns the mean loss."""
+    total = torch.zeros((), device=users.device)
+    for lo in range(0, len(users), batch_size):
+        u, i, y = users[lo:lo + batch_size], items[lo:lo + batch_size], labels[lo:lo + batch_size]
+        reg = [] if l2 else None
+        loss = F.binary_cross_entropy_with_logits(model(u, i, reg), y)
+        if l2:
+            loss = loss + l2 * sum(reg) / len(u)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach() * len(u)
+    return float(total) / max(len(users), 1)
 
 
 def fit(
@@ -143,7 +161,6 @@ def fit(
     opt = make_optimizer(optimizer, model.parameters(), lr)
     sampler = NegativeSampler(data.users, data.items, data.num_items)
     generator = torch.Generator(device=device).manual_seed(seed)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
 
     history: list[dict] = []
     best_key, best_epoch, best_state, best_valid = None, 0, None, {}
@@ -168,20 +185,8 @@ def fit(
     epoch = 0
     for epoch in bar:
         start = time.perf_counter()
-        users, items, labels = epoch_samples(data, sampler, num_negatives, generator)
-        total, count = torch.zeros((), device=device), 0
-        for lo in range(0, len(users), batch_size):
-            u, i, y = users[lo:lo + batch_size], items[lo:lo + batch_size], labels[lo:lo + batch_size]
-            logits = model(u, i)
-            loss = loss_fn(logits, y)
-            if l2:
-                loss = loss + l2 * model.l2(u, i) / len(u)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(u)
-            count += len(u)
-        mean_loss = float(total) / max(count, 1)
+        samples = epoch_samples(data, sampler, num_negatives, generator)
+        mean_loss = train_epoch(model, opt, *samples, batch_size=batch_size, l2=l2)
         if not math.isfinite(mean_loss):
             raise TrainingError(
                 f"{name}: the training loss became {mean_loss} in epoch {epoch}; "

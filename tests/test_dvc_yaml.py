@@ -1,0 +1,103 @@
+"""dvc.yaml stays honest: scripts in deps, params that exist, paths declared once per stage."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ncf.config import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = PIPELINE["stages"]
+ORDER = ["download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "plot"]
+TRAINING_KEYS = {"seed", "num_negatives", "train", "gmf", "mlp", "neumf"}
+
+
+def _paths(entries) -> list[str]:
+    return [next(iter(e)) if isinstance(e, dict) else e for e in entries or []]
+
+
+def _lookup(params: dict, dotted: str):
+    node = params
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def test_stages_are_the_designed_pipeline():
+    assert list(STAGES) == ORDER
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_stage_script_is_a_dependency_and_exists(name):
+    stage = STAGES[name]
+    script = re.search(r"stages/\w+\.py", stage["cmd"]).group(0)
+    assert script == f"stages/{name}.py"
+    assert script in stage["deps"]
+    for dep in stage["deps"]:
+        assert (ROOT / dep).exists() or dep.startswith(("data/", "models/", "plots/", "metrics/")), dep
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_stage_params_exist_in_params_yaml(name):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key in STAGES[name].get("params", []):
+        _lookup(params, key)  # KeyError names the missing key
+
+
+@pytest.mark.parametrize("name", ["download", "split"])
+def test_data_stages_read_no_training_params(name):
+    keys = {k.split(".")[0] for k in STAGES[name].get("params", [])}
+    assert not keys & TRAINING_KEYS
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_every_path_in_the_command_is_declared(name):
+    stage = STAGES[name]
+    declared = set(stage["deps"]) | set(_paths(stage.get("outs"))) | set(_paths(stage.get("metrics")))
+    for path in re.findall(r"--\w+ (\S+)", stage["cmd"]):
+        inside = any(path == d or d.startswith(path.rstrip("/") + "/") for d in declared)
+        assert inside, f"{name}: {path} is in cmd but not in deps/outs/metrics"
+
+
+def test_metrics_and_plot_data_are_kept_in_git():
+    for stage in STAGES.values():
+        for entry in (stage.get("metrics") or []) + (stage.get("outs") or []):
+            if isinstance(entry, dict):
+                path, opts = next(iter(entry.items()))
+                if path.startswith(("metrics/", "plots/")):
+                    assert opts.get("cache") is False, path
+
+
+def test_committed_params_validate():
+    load_params(ROOT / "params.yaml")
+
+
+# Keys that choose how work is done, never what comes out; no stage reruns when they change.
+NOT_RESULT_KEYS = {"data.sources", "data.timeout_s", "evaluate.chunk_users"}
+
+
+def _leaves(node: dict, prefix: str = ""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def test_every_param_reaches_a_stage():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    declared = {k for stage in STAGES.values() for k in stage.get("params", [])}
+    missing = set(_leaves(params)) - declared - NOT_RESULT_KEYS
+    assert not missing, f"params no stage declares (so -S would not rerun anything): {missing}"
+
+
+def test_no_movielens_data_is_tracked_by_git():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    forbidden = re.compile(r"(\.zip|\.parquet|\.pt|u\.data|u\.item|\.inter|ratings\.(csv|dat))$")
+    assert not [f for f in files if forbidden.search(f)]

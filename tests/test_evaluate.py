@@ -1,0 +1,184 @@
+"""ncf.evaluate: batched full ranking with masking; ties count against the held-out item."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ncf.evaluate import ItemMask, Popularity, rank_held_out, ranks_from_scores
+from ncf.metrics import hit_rate
+
+
+def brute_force_ranks(scores: np.ndarray, users, targets, masked: dict[int, set[int]]) -> np.ndarray:
+    """Reference: for each row, count the unmasked other items scoring >= the target (NaN never wins)."""
+    out = []
+    for u, t in zip(users, targets):
+        row = scores[u]
+        s_t = row[t]
+        if np.isnan(s_t):
+            out.append(len(row) - 1)
+            continue
+        count = 0
+        for j, s in enumerate(row):
+            if j == t or j in masked.get(int(u), set()) or np.isnan(s):
+                continue
+            if s >= s_t:
+                count += 1
+        out.append(count)
+    return np.array(out, dtype=np.int64)
+
+
+# --- ranks_from_scores -------------------------------------------------------------------------
+
+def test_all_equal_scores_rank_last(unchanged):
+    num_items = 15
+    scores = unchanged(torch.zeros(3, num_items))
+    targets = torch.tensor([0, 7, 14])
+    ranks = ranks_from_scores(scores, targets)
+    # Ties count against the target: every other item scores >= it.
+    assert ranks.tolist() == [num_items - 1] * 3
+    assert hit_rate(ranks.numpy(), 10) == 0.0
+
+
+def test_all_equal_scores_with_mask_rank_behind_unmasked_only():
+    num_items = 12
+    scores = torch.full((2, num_items), 0.5)
+    targets = torch.tensor([3, 4])
+    rows = torch.tensor([0, 0, 0, 1])
+    cols = torch.tensor([1, 2, 5, 0])
+    ranks = ranks_from_scores(scores, targets, rows, cols)
+    assert ranks.tolist() == [num_items - 1 - 3, num_items - 1 - 1]
+
+
+def test_masked_items_never_outrank():
+    scores = torch.tensor([[0.1, 9.0, 8.0, 0.5, 7.0, 0.0]])
+    targets = torch.tensor([3])
+    # Unmasked: items 1, 2, 4 score higher, so rank 3.
+    assert ranks_from_scores(scores.clone(), targets).tolist() == [3]
+    # Masking 1, 2, 4 leaves nothing above the target.
+    rows, cols = torch.tensor([0, 0, 0]), torch.tensor([1, 2, 4])
+    assert ranks_from_scores(scores.clone(), targets, rows, cols).tolist() == [0]
+
+
+def test_strictly_better_target_ranks_first():
+    scores = torch.tensor([[0.0, 1.0, 5.0, 1.0], [3.0, 3.0, 2.0, 1.0]])
+    assert ranks_from_scores(scores, torch.tensor([2, 2])).tolist() == [0, 2]
+
+
+def test_nan_scores_never_win(unchanged):
+    scores = unchanged(torch.tensor([[float("nan"), 0.2, float("nan"), float("nan")],
+                                     [1.0, float("nan"), 0.5, 2.0]]))
+    ranks = ranks_from_scores(scores, torch.tensor([1, 2]))
+    assert ranks.tolist() == [0, 2]  # row 1: items 0 and 3 beat 0.5, the NaN does not
+
+
+def test_nan_target_ranks_last():
+    scores = torch.tensor([[0.0, float("nan"), -5.0, 1.0]])
+    assert ranks_from_scores(scores, torch.tensor([1])).tolist() == [3]
+
+
+def test_target_score_read_before_masking():
+    # A target that is also in the mask keeps its own score (only the others are masked).
+    scores = torch.tensor([[1.0, 2.0, 3.0]])
+    rows, cols = torch.tensor([0, 0]), torch.tensor([0, 2])
+    assert ranks_from_scores(scores, torch.tensor([0]), rows, cols).tolist() == [1]
+
+
+def test_ranks_from_scores_does_not_modify_input():
+    scores = torch.randn(4, 9)
+    before = scores.clone()
+    ranks_from_scores(scores, torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1]), torch.tensor([5, 6]))
+    assert torch.equal(scores, before)
+
+
+# --- ItemMask + rank_held_out against a brute-force reference ----------------------------------
+
+def random_case(seed: int, num_users=23, num_items=17, density=0.3, nan_rate=0.05):
+    rng = np.random.default_rng(seed)
+    # Integer-valued scores: lots of ties, so the tie rule is really exercised.
+    scores = rng.integers(0, 6, size=(num_users, num_items)).astype(np.float32)
+    scores[rng.random(scores.shape) < nan_rate] = np.nan
+    cells = np.argwhere(rng.random((num_users, num_items)) < density)
+    # Feed the mask in shuffled order, with a few duplicate cells.
+    cells = np.concatenate([cells, cells[: len(cells) // 10]])
+    cells = cells[rng.permutation(len(cells))]
+    mask_users, mask_items = cells[:, 0].astype(np.int64), cells[:, 1].astype(np.int64)
+    masked: dict[int, set[int]] = {}
+    for u, i in zip(mask_users, mask_items):
+        masked.setdefault(int(u), set()).add(int(i))
+    # Every user once (in a shuffled order), plus some users twice.
+    users = np.concatenate([rng.permutation(num_users), rng.integers(0, num_users, 5)]).astype(np.int64)
+    targets = np.array([rng.integers(0, num_items) for _ in users], dtype=np.int64)
+    return scores, mask_users, mask_items, masked, users, targets
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("chunk_users", [1, 3, 10_000])
+def test_rank_held_out_matches_brute_force(seed, chunk_users):
+    scores, mu, mi, masked, users, targets = random_case(seed)
+    num_users, num_items = scores.shape
+    table = torch.as_tensor(scores)
+
+    def score_all(u: torch.Tensor) -> torch.Tensor:
+        assert u.dtype == torch.int64 and len(u) <= chunk_users
+        return table[u].clone()
+
+    mask = ItemMask(mu, mi, num_users)
+    got = rank_held_out(score_all, users, targets, mask, chunk_users=chunk_users)
+    assert got.shape == (len(users),)
+    np.testing.assert_array_equal(got, brute_force_ranks(scores, users, targets, masked))
+
+
+def test_rank_held_out_independent_of_chunking():
+    scores, mu, mi, _, users, targets = random_case(42, num_users=40, num_items=30)
+    table = torch.as_tensor(scores)
+    mask = ItemMask(mu, mi, scores.shape[0])
+    results = [rank_held_out(lambda u: table[u].clone(), users, targets, mask, chunk_users=c)
+               for c in (1, 3, 7, 1024)]
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+
+
+def test_item_mask_rows_cols():
+    users = np.array([2, 0, 2, 2, 3])
+    items = np.array([5, 1, 0, 3, 4])
+    mask = ItemMask(users, items, num_users=5)
+    rows, cols = mask.rows_cols(torch.tensor([3, 1, 2, 2]))
+    got = sorted(zip(rows.tolist(), cols.tolist()))
+    # Query position 0 is user 3; user 1 has nothing; positions 2 and 3 are both user 2.
+    assert got == sorted([(0, 4), (2, 0), (2, 3), (2, 5), (3, 0), (3, 3), (3, 5)])
+
+
+def test_empty_user_list():
+    mask = ItemMask(np.array([0]), np.array([1]), 2)
+    out = rank_held_out(lambda u: torch.zeros(len(u), 3), np.zeros(0, np.int64), np.zeros(0, np.int64), mask)
+    assert len(out) == 0
+
+
+# --- Popularity ---------------------------------------------------------------------------------
+
+def test_popularity_scores_are_counts():
+    train_items = np.array([0, 0, 0, 2, 2, 4, 1, 0])
+    pop = Popularity(train_items, num_items=6)
+    scores = pop.score_all(torch.tensor([0, 3, 1]))
+    expected = np.bincount(train_items, minlength=6).astype(np.float32)
+    assert scores.shape == (3, 6)
+    for row in scores:
+        np.testing.assert_array_equal(row.numpy(), expected)
+    # A caller writing into the scores (as masking does) must not change the counts.
+    scores[:, 0] = -1.0
+    np.testing.assert_array_equal(pop.score_all(torch.tensor([0]))[0].numpy(), expected)
+
+
+def test_popularity_ranks_by_counts():
+    # counts: item0=4, item1=1, item2=2, item3=0, item4=1, item5=0
+    train_items = np.array([0, 0, 0, 0, 1, 2, 2, 4])
+    pop = Popularity(train_items, num_items=6)
+    users = np.array([0, 1, 2, 3])
+    targets = np.array([0, 2, 1, 3])
+    mask = ItemMask(np.array([2]), np.array([0]), num_users=4)  # user 2 already knows item 0
+    ranks = rank_held_out(pop.score_all, users, targets, mask, chunk_users=2)
+    # item0: nothing scores >= 4 -> 0; item2: item0 -> 1;
+    # item1 for user 2 (item0 masked): item2, item4 (tie) -> 2; item3: every other item -> 5.
+    assert ranks.tolist() == [0, 1, 2, 5]

@@ -1,0 +1,120 @@
+"""ncf.io: atomic writes; a failing block leaves neither a temp file nor a changed target."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ncf.io import output_file, write_bytes, write_json, write_parquet, write_tsv
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_success_moves_temp_onto_target(tmp_path):
+    target = tmp_path / "out.txt"
+    with output_file(target) as tmp:
+        assert tmp.parent == target.parent  # same filesystem, so os.replace is atomic
+        assert tmp != target
+        tmp.write_text("hello")
+        assert not target.exists()  # nothing visible until the block ends
+    assert target.read_text() == "hello"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_failure_leaves_no_target_and_no_temp(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(Boom):
+        with output_file(target) as tmp:
+            tmp.write_text("half written")
+            raise Boom("interrupted")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_keeps_previous_content(tmp_path):
+    target = tmp_path / "out.json"
+    target.write_text('{"old": true}\n')
+    with pytest.raises(Boom):
+        with output_file(target) as tmp:
+            tmp.write_text('{"new": tr')
+            raise Boom
+    assert target.read_text() == '{"old": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_keyboard_interrupt_also_cleans_up(tmp_path):
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"previous")
+    with pytest.raises(KeyboardInterrupt):
+        with output_file(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_failing_writer_keeps_previous_file(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json({"hr@10": 0.5}, target)
+    with pytest.raises(TypeError):
+        write_json({"bad": object()}, target)  # not JSON-serialisable
+    assert json.loads(target.read_text()) == {"hr@10": 0.5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_creates_parent_folders(tmp_path):
+    target = tmp_path / "a" / "b" / "c.bin"
+    write_bytes(b"\x00\x01", target)
+    assert target.read_bytes() == b"\x00\x01"
+
+
+def test_write_json_round_trip(tmp_path):
+    obj = {"neumf": {"hr@10": 0.712345, "ndcg@10": 0.43}, "list": [1, 2, 3], "name": "Café"}
+    path = tmp_path / "m.json"
+    write_json(obj, path)
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    assert json.loads(text) == obj
+    assert list(json.loads(text)) == ["neumf", "list", "name"]  # key order kept
+
+
+def test_write_parquet_round_trip(tmp_path):
+    df = pd.DataFrame({
+        "user": np.array([0, 1, 2], dtype=np.int32),
+        "item": np.array([5, 3, 1], dtype=np.int32),
+        "rating": np.array([1.5, 4.0, 3.0], dtype=np.float32),
+        "timestamp": np.array([10, 20, 30], dtype=np.int64),
+        "title": ["Café", "b", "c"],
+    }, index=[7, 8, 9])
+    path = tmp_path / "t.parquet"
+    write_parquet(df, path)
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, df.reset_index(drop=True))  # index not written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+
+
+def test_write_tsv_round_trip(tmp_path):
+    df = pd.DataFrame({"epoch": [0, 1], "loss": [None, 0.1234567], "valid_hr10": [0.1, 0.25]})
+    path = tmp_path / "curve.tsv"
+    write_tsv(df, path)
+    back = pd.read_csv(path, sep="\t")
+    assert list(back.columns) == ["epoch", "loss", "valid_hr10"]
+    assert back["epoch"].tolist() == [0, 1]
+    assert np.isnan(back["loss"][0]) and back["loss"][1] == pytest.approx(0.123457)
+
+
+def test_output_file_respects_umask(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = tmp_path / "atomic.txt"
+    write_bytes(b"x", atomic)
+    assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask

@@ -1,0 +1,146 @@
+"""End to end: the real `dvc` on a copy of this project, fed a small synthetic MovieLens zip.
+
+The copy lives in a temporary git repository; the dataset is configured as the `local` source
+(GroupLens and the package index are never asked). It checks what a user does: `dvc repro`
+from nothing, a second `dvc repro` that runs nothing, `dvc exp run -S num_negatives=2` that
+reruns training but not download or split, `dvc metrics diff` and `dvc exp show`, and `dvc push` / `dvc pull` through a local remote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "src", "stages"]
+
+pytestmark = pytest.mark.slow
+
+
+def synthetic_ml100k_zip(path: Path, num_users=40, num_items=60, per_user=15, seed=0) -> Path:
+    """A zip in GroupLens's ml-100k layout with taste clusters, so models can learn something."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, num_users + 1):
+        cluster = user % 3
+        liked = [i for i in range(1, num_items + 1) if i % 3 == cluster]
+        picks = rng.choice(liked, size=per_user, replace=False)
+        times = 880_000_000 + np.sort(rng.integers(0, 10_000, size=per_user))
+        times[-3:] = times[-1]  # ties at the latest timestamp, as in the real data
+        rows += [f"{user}\t{item}\t{rng.integers(1, 6)}\t{t}" for item, t in zip(picks, times)]
+    items = [f"{i}|Movie {i} ({1990 + i % 10})|01-Jan-1995||http://x|" + "|".join(
+        "1" if g == i % 19 else "0" for g in range(19)) for i in range(1, num_items + 1)]
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("ml-100k/u.data", "\n".join(rows) + "\n")
+        zf.writestr("ml-100k/u.item", ("\n".join(items) + "\n").encode("latin-1"))
+    return path
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("ncf-e2e")
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, repo / name)
+    zip_path = synthetic_ml100k_zip(tmp_path_factory.mktemp("source") / "ml-100k.zip")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(sources=["local"], local_zip=str(zip_path), verify=False)
+    params["train"].update(max_epochs=8, patience=3, batch_size=256)
+    params["gmf"].update(dim=8, lr=0.05, l2=0.0)
+    params["mlp"].update(dim=8, layers=[16, 8], lr=0.01)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "project"], repo)
+    return repo
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def test_repro_from_nothing_writes_metrics_and_plots(project):
+    out = run(["dvc", "repro"], project)
+    assert stages_run(out) == {"download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf",
+                               "evaluate", "plot"}
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    assert list(metrics) == ["neumf", "gmf", "mlp", "popularity"]
+    for model, values in metrics.items():
+        for key in ("hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20"):
+            assert 0.0 <= values[key] <= 1.0, (model, key)
+        assert values["ndcg@10"] <= values["hr@10"]
+    assert metrics["neumf"]["params"] > metrics["gmf"]["params"] > 0
+    # The clusters are learnable: GMF must beat chance (10 of ~45 candidates) by a margin.
+    assert metrics["gmf"]["hr@10"] > 0.3
+    for png in ("training_curves.png", "models.png"):
+        assert (project / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Nothing DVC caches is left for git to commit.
+    status = run(["git", "status", "--porcelain"], project)
+    assert ".parquet" not in status and ".pt" not in status
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "baseline run"], project)
+
+
+def test_second_repro_runs_nothing(project):
+    out = run(["dvc", "repro"], project)
+    assert stages_run(out) == set()
+    assert "Data and pipelines are up to date" in out
+
+
+def test_exp_run_reruns_training_only_and_metrics_diff_shows_it(project):
+    out = run(["dvc", "exp", "run", "-n", "neg2", "-S", "num_negatives=2"], project)
+    ran = stages_run(out)
+    assert {"pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate"} <= ran
+    assert not ran & {"download", "split"}
+
+    diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project))
+    neumf = diff["metrics/evaluate.json"]["neumf.hr@10"]
+    assert set(neumf) >= {"old", "new"}
+    committed = json.loads(run(["git", "show", "HEAD:metrics/evaluate.json"], project))
+    assert neumf["old"] == committed["neumf"]["hr@10"]
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project))
+    names = {exp.get("name") for rev in shown for exp in (rev.get("experiments") or [])}
+    assert "neg2" in names
+
+
+def test_push_and_pull_give_back_every_artefact(project, tmp_path):
+    remote = tmp_path / "remote"
+    run(["git", "checkout", "--", "."], project)  # back to the committed baseline
+    run(["dvc", "checkout", "-q"], project)
+    run(["dvc", "remote", "add", "-d", "store", str(remote)], project)
+    run(["git", "commit", "-qam", "remote"], project)
+    run(["dvc", "push"], project)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    for path in ("data/raw/ratings.parquet", "data/split/train.parquet", "models/neumf.pt",
+                 "data/evaluate/ranks.parquet"):
+        assert (clone / path).read_bytes() == (project / path).read_bytes(), path
+    assert "up to date" in run(["dvc", "status"], clone)
+    assert stages_run(run(["dvc", "repro"], clone)) == set()

@@ -1,0 +1,219 @@
+"""ncf.split: leave-one-out by time, the stable tie rule, contiguous ids and their mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ncf.split import MIN_INTERACTIONS, leave_one_out
+
+
+def frame(rows, columns=("user_id", "item_id", "rating", "timestamp")) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(columns))
+    return df.astype({"user_id": "int32", "item_id": "int32", "rating": "float32", "timestamp": "int64"})
+
+
+def movies_for(item_ids) -> pd.DataFrame:
+    ids = sorted(set(item_ids))
+    return pd.DataFrame({
+        "item_id": np.array(ids, dtype=np.int32),
+        "title": [f"Movie {i}" for i in ids],
+        "year": [1990.0 + i % 10 for i in ids],
+        "genres": ["Drama"] * len(ids),
+    })
+
+
+def to_original(split, part: pd.DataFrame) -> pd.DataFrame:
+    """Map a split table back to MovieLens ids through split.users / split.items."""
+    out = part.merge(split.users, on="user", how="left").merge(split.items[["item", "item_id"]],
+                                                              on="item", how="left")
+    assert out["user_id"].notna().all() and out["item_id"].notna().all()
+    return out
+
+
+def reference_split(ratings: pd.DataFrame):
+    """Independent reference: per user, dedupe (keep latest), order by (timestamp, file row)."""
+    per_user: dict[int, dict[int, tuple[int, int]]] = {}
+    for row, (u, i, t) in enumerate(zip(ratings["user_id"], ratings["item_id"], ratings["timestamp"])):
+        key = (int(t), row)
+        items = per_user.setdefault(int(u), {})
+        if int(i) not in items or key > items[int(i)]:
+            items[int(i)] = key
+    train, valid, test = set(), {}, {}
+    for u, items in per_user.items():
+        ordered = [i for i, _ in sorted(items.items(), key=lambda kv: kv[1])]
+        if len(ordered) >= 3:
+            test[u], valid[u] = ordered[-1], ordered[-2]
+            ordered = ordered[:-2]
+        train |= {(u, i) for i in ordered}
+    return train, valid, test
+
+
+# --- on the shared synthetic release -----------------------------------------------------------
+
+def test_matches_reference_on_synthetic_release(ratings, movies):
+    split = leave_one_out(ratings, movies)
+    train, valid, test = reference_split(ratings)
+    got_test = to_original(split, split.test)
+    got_valid = to_original(split, split.valid)
+    got_train = to_original(split, split.train)
+    assert dict(zip(got_test["user_id"], got_test["item_id"])) == test
+    assert dict(zip(got_valid["user_id"], got_valid["item_id"])) == valid
+    assert set(zip(got_train["user_id"], got_train["item_id"])) == train
+    assert len(got_test) == len(test) and len(got_valid) == len(valid) and len(got_train) == len(train)
+
+
+def test_ids_are_contiguous_and_map_back(ratings, movies):
+    split = leave_one_out(ratings, movies)
+    user_ids = sorted(ratings["user_id"].unique())
+    item_ids = sorted(ratings["item_id"].unique())
+    assert split.users["user"].tolist() == list(range(len(user_ids)))
+    assert split.items["item"].tolist() == list(range(len(item_ids)))
+    # In the order of MovieLens's own ids.
+    assert split.users["user_id"].tolist() == user_ids
+    assert split.items["item_id"].tolist() == item_ids
+    # Every interaction maps back to a rating that exists in the source.
+    source = set(zip(ratings["user_id"], ratings["item_id"]))
+    everything = pd.concat([split.train[["user", "item"]], split.valid, split.test])
+    back = to_original(split, everything)
+    assert set(zip(back["user_id"], back["item_id"])) <= source
+    assert len(back) == len(source)  # no duplicates in the synthetic source: nothing lost
+    for part in (split.train, split.valid, split.test):
+        assert part["user"].between(0, len(user_ids) - 1).all()
+        assert part["item"].between(0, len(item_ids) - 1).all()
+
+
+def test_items_carry_movie_metadata(ratings, movies):
+    split = leave_one_out(ratings, movies)
+    merged = split.items.merge(movies, on="item_id", suffixes=("", "_src"))
+    assert len(merged) == len(split.items)
+    assert (merged["title"] == merged["title_src"]).all()
+    assert list(split.items.columns[:2]) == ["item", "item_id"]
+    assert {"title", "year", "genres"} <= set(split.items.columns)
+
+
+def test_train_keeps_rating_and_timestamp(ratings, movies):
+    split = leave_one_out(ratings, movies)
+    assert list(split.train.columns) == ["user", "item", "rating", "timestamp"]
+    assert list(split.valid.columns) == ["user", "item"]
+    assert list(split.test.columns) == ["user", "item"]
+    back = to_original(split, split.train)
+    source = ratings.set_index(["user_id", "item_id"])
+    for u, i, r, t in zip(back["user_id"], back["item_id"], back["rating"], back["timestamp"]):
+        assert source.loc[(u, i), "rating"] == r
+        assert source.loc[(u, i), "timestamp"] == t
+
+
+def test_short_users_stay_in_train_only(ratings, movies):
+    split = leave_one_out(ratings, movies)
+    counts = ratings.groupby("user_id").size()
+    short = set(counts[counts < MIN_INTERACTIONS].index)
+    assert short, "the synthetic data must contain a short user"
+    held = set(to_original(split, split.test)["user_id"]) | set(to_original(split, split.valid)["user_id"])
+    assert not (held & short)
+    train_users = set(to_original(split, split.train)["user_id"])
+    assert short <= train_users
+    assert split.train_only_users == len(short)
+    assert split.dropped_duplicates == 0
+
+
+# --- hand-made cases ---------------------------------------------------------------------------
+
+def test_latest_is_test_second_latest_is_valid():
+    # Rows deliberately not in time order.
+    ratings = frame([
+        (5, 100, 3, 30),
+        (5, 101, 4, 10),
+        (5, 102, 5, 50),
+        (5, 103, 1, 20),
+        (5, 104, 2, 40),
+    ])
+    split = leave_one_out(ratings, movies_for(ratings["item_id"]))
+    assert to_original(split, split.test)["item_id"].tolist() == [102]
+    assert to_original(split, split.valid)["item_id"].tolist() == [104]
+    assert sorted(to_original(split, split.train)["item_id"]) == [100, 101, 103]
+
+
+def test_tie_rule_later_row_in_file_is_later(unchanged):
+    # The last three ratings share timestamp 99; in the file their order is 30, 10, 20.
+    rows = [
+        (1, 5, 3, 1),
+        (1, 30, 4, 99),
+        (1, 10, 5, 99),
+        (1, 20, 1, 99),
+    ]
+    ratings = unchanged(frame(rows))
+    split = leave_one_out(ratings, movies_for(ratings["item_id"]))
+    # Stable by file row: 30, then 10, then 20 -> test 20, valid 10.
+    assert to_original(split, split.test)["item_id"].tolist() == [20]
+    assert to_original(split, split.valid)["item_id"].tolist() == [10]
+    assert sorted(to_original(split, split.train)["item_id"]) == [5, 30]
+    # Sorting ties by item id would have chosen differently (test 30, valid 20).
+    by_item = ratings.sort_values(["timestamp", "item_id"])["item_id"].tolist()
+    assert (by_item[-1], by_item[-2]) == (30, 20)
+    assert (by_item[-1], by_item[-2]) != (20, 10)
+
+
+def test_tie_rule_uses_file_order_not_index_labels():
+    # A shuffled index must not matter: only the row position in the frame is the file order.
+    ratings = frame([(1, 1, 3, 5), (1, 2, 3, 7), (1, 3, 3, 7), (1, 4, 3, 7)])
+    ratings.index = [40, 10, 30, 20]
+    split = leave_one_out(ratings, movies_for(ratings["item_id"]))
+    assert to_original(split, split.test)["item_id"].tolist() == [4]
+    assert to_original(split, split.valid)["item_id"].tolist() == [3]
+
+
+def test_duplicates_keep_only_the_latest():
+    ratings = frame([
+        (1, 7, 1, 10),   # older copy of (1, 7): dropped
+        (1, 8, 2, 20),
+        (1, 9, 3, 30),
+        (1, 7, 5, 40),   # latest copy of (1, 7): kept, and it is the latest overall -> test
+        (1, 6, 4, 35),
+        (2, 7, 1, 5),
+        (2, 7, 2, 5),    # same timestamp: the later row wins
+    ])
+    split = leave_one_out(ratings, movies_for(ratings["item_id"]))
+    assert split.dropped_duplicates == 2
+    test = to_original(split, split.test)
+    valid = to_original(split, split.valid)
+    train = to_original(split, split.train)
+    assert dict(zip(test["user_id"], test["item_id"])) == {1: 7}
+    assert dict(zip(valid["user_id"], valid["item_id"])) == {1: 6}
+    assert sorted(zip(train["user_id"], train["item_id"])) == [(1, 8), (1, 9), (2, 7)]
+    # The kept (2, 7) is the later row: rating 2.
+    assert train.loc[train["user_id"] == 2, "rating"].tolist() == [2.0]
+    assert split.train_only_users == 1
+    all_pairs = pd.concat([train[["user_id", "item_id"]], valid[["user_id", "item_id"]],
+                           test[["user_id", "item_id"]]])
+    assert not all_pairs.duplicated().any()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_minimum_interactions(n):
+    ratings = frame([(3, 10 + j, 4, 100 + j) for j in range(n)] + [(4, 10, 4, 1)] * 1)
+    split = leave_one_out(ratings, movies_for(ratings["item_id"]))
+    held_out = n >= MIN_INTERACTIONS
+    assert len(split.test) == int(held_out)
+    assert len(split.valid) == int(held_out)
+    assert len(split.train) == (1 if held_out else n) + 1
+    assert split.train_only_users == (1 if held_out else 2)
+
+
+def test_input_not_mutated(ratings, movies, unchanged):
+    # The `ratings` and `movies` fixtures assert this after the test; check explicitly too,
+    # including the index and the absence of helper columns.
+    unchanged(ratings)
+    columns = list(ratings.columns)
+    leave_one_out(ratings, movies)
+    assert list(ratings.columns) == columns
+    assert "row" not in ratings.columns and "user" not in ratings.columns
+
+
+def test_output_dtypes(ratings, movies):
+    split = leave_one_out(ratings, movies)
+    for part in (split.train, split.valid, split.test):
+        assert np.issubdtype(part["user"].dtype, np.integer)
+        assert np.issubdtype(part["item"].dtype, np.integer)
+        assert part.index.equals(pd.RangeIndex(len(part)))

@@ -1,0 +1,67 @@
+"""Stage scripts as DVC runs them: --help, and one clear line with exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(p.name for p in (ROOT / "stages").glob("[!_]*.py"))
+
+
+def run_stage(script: str, *args: str, cwd: Path = ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_describes_the_stage(script):
+    proc = run_stage(script, "--help")
+    assert proc.returncode == 0
+    assert script.removesuffix(".py") + ":" in proc.stdout  # the docstring leads with the stage name
+    assert "--params" in proc.stdout
+
+
+@pytest.mark.parametrize("bad, key", [
+    ("num_negatives: 0\n", "num_negatives"),
+    ("num_negatives: true\n", "num_negatives"),
+    ("gmf:\n  dimm: 8\n", "gmf.dimm"),
+    ("data:\n  dataset: ml-99k\n", "data.dataset"),
+    ("mlp:\n  layers: []\n", "mlp.layers"),
+])
+def test_bad_params_give_one_line_and_exit_2_before_any_work(tmp_path, bad, key):
+    params = tmp_path / "params.yaml"
+    params.write_text(bad)
+    out = tmp_path / "split"
+    proc = run_stage("split.py", "--params", str(params), "--ratings", "missing.parquet",
+                     "--movies", "missing.parquet", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_missing_checkpoint_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    split = tmp_path / "split"
+    split.mkdir()
+    import pandas as pd
+
+    for name, frame in {
+        "train": pd.DataFrame({"user": [0, 0, 1], "item": [0, 1, 1]}),
+        "valid": pd.DataFrame({"user": [0], "item": [2]}),
+        "test": pd.DataFrame({"user": [0], "item": [3]}),
+        "users": pd.DataFrame({"user": [0, 1]}),
+        "items": pd.DataFrame({"item": [0, 1, 2, 3]}),
+    }.items():
+        frame.to_parquet(split / f"{name}.parquet")
+    proc = run_stage("evaluate.py", "--split", str(split), "--models", str(tmp_path / "none"),
+                     "--metrics", str(tmp_path / "m.json"), "--ranks", str(tmp_path / "r.parquet"),
+                     cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "neumf.pt: not found" in proc.stderr
+    assert not (tmp_path / "m.json").exists()
