@@ -30,11 +30,13 @@ test: setup  ## run the test suite, end-to-end DVC tests included
 test-fast: setup  ## unit tests only (skips the slow end-to-end DVC tests)
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: setup  ## measure speed and memory; writes bench.json
-	$(BIN)/python -m ncf.bench
+bench: setup  ## measure speed and memory against the seed lab; writes bench.json (about 10 minutes)
+	$(BIN)/dvc repro split
+	$(BIN)/python -m ncf.bench $(BENCH_ARGS)
 
 lock: $(BIN)/python  ## re-pin every installed package into requirements.lock
-	$(BIN)/python -m pip freeze --exclude-editable | sed -E 's/\+cpu$$//' > requirements.lock.new && mv requirements.lock.new requirements.lock
+	{ head -n 2 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/\+cpu$$//'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)

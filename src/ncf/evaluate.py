@@ -50,8 +50,8 @@ def rank_held_out(score_all, users: np.ndarray, targets: np.ndarray, mask: ItemM
     """For each (user, target) pair, the target's rank among all items not masked for that user."""
     out = []
     for start in range(0, len(users), chunk_users):
-        u = torch.as_tensor(users[start:start + chunk_users], dtype=torch.int64, device=device)
-        t = torch.as_tensor(targets[start:start + chunk_users], dtype=torch.int64, device=device)
+        u = torch.tensor(users[start:start + chunk_users], dtype=torch.int64, device=device)
+        t = torch.tensor(targets[start:start + chunk_users], dtype=torch.int64, device=device)
         rows, cols = mask.rows_cols(u)
         out.append(ranks_from_scores(score_all(u), t, rows, cols).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)

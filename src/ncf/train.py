@@ -62,8 +62,8 @@ class TrainData:
     @classmethod
     def from_frames(cls, train: pd.DataFrame, valid: pd.DataFrame, num_users: int, num_items: int,
                     device="cpu") -> TrainData:
-        users = train["user"].to_numpy(np.int64)
-        items = train["item"].to_numpy(np.int64)
+        users = train["user"].to_numpy(np.int64, copy=True)  # parquet arrays are read-only
+        items = train["item"].to_numpy(np.int64, copy=True)
         return cls(
             users=torch.as_tensor(users, device=device),
             items=torch.as_tensor(items, device=device),
