@@ -243,3 +243,10 @@ def test_checkpoint_with_pickled_object_refused(tmp_path):
     torch.save({"format": models.CHECKPOINT_FORMAT, "kind": "gmf", "obj": Unsafe()}, path)
     with pytest.raises(CheckpointError):
         load_checkpoint(path, "gmf")
+
+
+def test_checkpoint_bytes_do_not_depend_on_the_file_name(tmp_path):
+    model = build("neumf")
+    for name in ("a.pt", "b.pt"):
+        save_checkpoint(model, tmp_path / name, kind="neumf", params={"seed": 0}, info={})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

@@ -18,6 +18,8 @@ that rebuild it (stored in checkpoints).
 
 from __future__ import annotations
 
+import io
+
 import torch
 from torch import nn
 
@@ -204,7 +206,7 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(model: nn.Module, path, *, kind: str, params: dict, info: dict) -> None:
     """Write a self-describing checkpoint: what it is, how to rebuild it, what made it."""
-    from ncf.io import output_file
+    from ncf.io import write_bytes
 
     ckpt = {
         "format": CHECKPOINT_FORMAT,
@@ -214,8 +216,11 @@ def save_checkpoint(model: nn.Module, path, *, kind: str, params: dict, info: di
         "params": params,
         "info": info,
     }
-    with output_file(path) as tmp:
-        torch.save(ckpt, tmp)
+    # Serialise in memory: torch.save names the archive after the file it writes to, and the
+    # temporary name is random, so saving to the temp file directly would differ run to run.
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    write_bytes(buffer.getvalue(), path)
 
 
 def load_checkpoint(path, kind: str, expected_args: dict | None = None, map_location="cpu"):

@@ -228,7 +228,7 @@ def fetch_grouplens(release: Release, workdir: Path, timeout_s: float, verify: b
 
 def fetch_local(release: Release, local_zip: str, verify: bool):
     if not local_zip:
-        raise DataError("local: no zip configured; set data.local_zip to the path of the release's zip")
+        raise DataError("local: skipped, data.local_zip is empty (set it to the path of the release's zip)")
     path = Path(local_zip).expanduser()
     if not path.is_file():
         raise DataError(f"local: {path} does not exist; fix data.local_zip")
