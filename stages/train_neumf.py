@@ -7,25 +7,16 @@ improves validation HR@10.
 
 import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
 
-from pathlib import Path
-
 import torch
 
 from ncf.config import load_params
 from ncf.models import NeuMF, load_checkpoint, neumf_from_pretrained
-from ncf.stage import parser, read_split, run, train_and_save
+from ncf.stage import read_split, run, train_and_save, training_args
 from ncf.train import resolve_device, stage_seed
 
 
 def main():
-    p = parser(__doc__)
-    p.add_argument("--split", required=True, type=Path, help="input: the split stage's folder")
-    p.add_argument("--gmf", required=True, type=Path, help="input: pretrained GMF checkpoint")
-    p.add_argument("--mlp", required=True, type=Path, help="input: pretrained MLP checkpoint")
-    p.add_argument("--out", required=True, type=Path, help="output: checkpoint")
-    p.add_argument("--curve", required=True, type=Path, help="output: per-epoch TSV")
-    p.add_argument("--metrics", required=True, type=Path, help="output: training summary JSON")
-    args = p.parse_args()
+    args = training_args(__doc__, "gmf", "mlp")
     params = load_params(args.params)
     device = resolve_device(params.device)
     data = read_split(args.split, device)

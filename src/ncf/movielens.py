@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -92,6 +93,31 @@ def _split_title(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     return title, year
 
 
+RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
+
+
+def _numeric_ratings(df: pd.DataFrame, name: str, first_line: int) -> pd.DataFrame:
+    """Strings -> numbers, refusing (DataError naming file, line and value) anything else.
+
+    Policy: a ratings file with a malformed line is refused as a whole; the source is then
+    considered broken and the next source is tried. Published MovieLens files have none.
+    """
+    if df.empty:
+        raise DataError(f"{name} holds no ratings")
+    out = {}
+    for col in RATING_COLUMNS:
+        values = pd.to_numeric(df[col].str.strip(), errors="coerce")
+        bad = values.isna().to_numpy()
+        if col != "rating":  # ids and timestamps are whole numbers
+            bad = bad | ~np.isclose(values.fillna(0).to_numpy(np.float64) % 1, 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{name} line {row + first_line}: {col} is {df[col].iloc[row]!r}, "
+                            "not a number; the file is corrupt, fetch it again")
+        out[col] = values
+    return pd.DataFrame(out)
+
+
 def _ratings_frame(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "user_id": df["user_id"].astype("int32"),
@@ -104,11 +130,14 @@ def _ratings_frame(df: pd.DataFrame) -> pd.DataFrame:
 def parse_ml100k_zip(zf: zipfile.ZipFile) -> tuple[pd.DataFrame, pd.DataFrame]:
     """GroupLens's ml-100k.zip: ml-100k/u.data (tab) and ml-100k/u.item (pipe, latin-1)."""
     data = _read_member(zf, "ml-100k/u.data")
-    ratings = pd.read_csv(
-        io.BytesIO(data), sep="\t", header=None,
-        names=["user_id", "item_id", "rating", "timestamp"],
-        dtype={"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"},
-    )
+    if not data.strip():
+        raise DataError("ml-100k/u.data is empty")
+    raw = pd.read_csv(io.BytesIO(data), sep="\t", header=None, dtype="string", keep_default_na=False)
+    if raw.shape[1] != len(RATING_COLUMNS):
+        raise DataError(f"ml-100k/u.data has {raw.shape[1]} tab-separated columns, expected 4 "
+                        "(user id, item id, rating, timestamp)")
+    raw.columns = list(RATING_COLUMNS)
+    ratings = _numeric_ratings(raw, "ml-100k/u.data", first_line=1)
     item = _read_member(zf, "ml-100k/u.item")
     cols = ["item_id", "title", "release_date", "video_release_date", "url", *GENRES_100K]
     movies = pd.read_csv(
@@ -123,12 +152,14 @@ def parse_ml100k_zip(zf: zipfile.ZipFile) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def parse_recbole(inter: bytes, item: bytes) -> tuple[pd.DataFrame, pd.DataFrame]:
     """RecBole atomic files: a typed header (`user_id:token ...`), tab-separated rows."""
-    ratings = pd.read_csv(io.BytesIO(inter), sep="\t", dtype="string")
+    if not inter.strip():
+        raise DataError("RecBole .inter file is empty")
+    ratings = pd.read_csv(io.BytesIO(inter), sep="\t", dtype="string", keep_default_na=False)
     ratings.columns = [c.split(":")[0] for c in ratings.columns]
-    missing = {"user_id", "item_id", "rating", "timestamp"} - set(ratings.columns)
+    missing = set(RATING_COLUMNS) - set(ratings.columns)
     if missing:
         raise DataError(f"RecBole .inter file lacks columns {sorted(missing)}")
-    ratings = ratings.apply(lambda col: pd.to_numeric(col, errors="raise"))
+    ratings = _numeric_ratings(ratings, "RecBole .inter file", first_line=2)
     movies = pd.read_csv(io.BytesIO(item), sep="\t", dtype="string", keep_default_na=False)
     movies.columns = [c.split(":")[0] for c in movies.columns]
     missing = {"item_id", "movie_title", "release_year", "class"} - set(movies.columns)

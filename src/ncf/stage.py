@@ -8,6 +8,7 @@ atomically, so nothing that was already there is half-overwritten.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,15 +32,32 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
+def training_args(doc: str, *checkpoints: str) -> argparse.Namespace:
+    """The arguments every training stage takes, plus an input checkpoint per name given."""
+    p = parser(doc)
+    p.add_argument("--split", required=True, type=Path, help="input: the split stage's folder")
+    for name in checkpoints:
+        p.add_argument(f"--{name}", required=True, type=Path, help=f"input: pretrained {name.upper()} checkpoint")
+    p.add_argument("--out", required=True, type=Path, help="output: checkpoint of the best validation epoch")
+    p.add_argument("--curve", required=True, type=Path, help="output: per-epoch TSV (loss, validation HR/NDCG@10)")
+    p.add_argument("--metrics", required=True, type=Path, help="output: training summary JSON")
+    return p.parse_args()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # so that `output_file` removes its temp file on the way out
+
+
 def run(main: Callable[[], None]) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         main()
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: outputs are written atomically, so none was left half-written",
-              file=sys.stderr)
+        print("interrupted: outputs are written atomically, so none was left half-written; "
+              "run `dvc repro` again to finish", file=sys.stderr)
         sys.exit(130)
 
 
