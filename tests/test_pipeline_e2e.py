@@ -73,6 +73,8 @@ def project(tmp_path_factory) -> Path:
     params["mlp"].update(dim=8, layers=[16, 8], lr=0.01)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
+    run(["git", "config", "user.name", "ncf tests"], repo)  # dvc exp commits need an identity
+    run(["git", "config", "user.email", "tests@ncf.invalid"], repo)
     run(["dvc", "init", "-q"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "project"], repo)
@@ -126,6 +128,11 @@ def test_exp_run_reruns_training_only_and_metrics_diff_shows_it(project):
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project))
     names = {exp.get("name") for rev in shown for exp in (rev.get("experiments") or [])}
     assert "neg2" in names
+
+    # Is the change more than noise? Ranks of both revisions, read through DVC.
+    out = run([sys.executable, "-m", "ncf", "compare", "HEAD", "neg2", "--resamples", "200"], project)
+    assert "A = HEAD, B = neg2: 40 test users, paired" in out
+    assert "hr@10" in out and "ndcg@10" in out
 
 
 def test_push_and_pull_give_back_every_artefact(project, tmp_path):

@@ -10,17 +10,23 @@ from __future__ import annotations
 import numpy as np
 
 
+def hits(ranks, k: int) -> np.ndarray:
+    """Per user: 1.0 if the held-out item is in the top k, else 0.0."""
+    return (np.asarray(ranks) < k).astype(np.float64)
+
+
+def gains(ranks, k: int) -> np.ndarray:
+    """Per user: 1 / log2(rank + 2) if the held-out item is in the top k, else 0.0."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def hit_rate(ranks, k: int) -> float:
-    ranks = np.asarray(ranks)
-    return float(np.mean(ranks < k)) if len(ranks) else 0.0
+    return float(np.mean(hits(ranks, k))) if len(ranks) else 0.0
 
 
 def ndcg(ranks, k: int) -> float:
-    ranks = np.asarray(ranks, dtype=np.float64)
-    if not len(ranks):
-        return 0.0
-    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
-    return float(np.mean(gains))
+    return float(np.mean(gains(ranks, k))) if len(ranks) else 0.0
 
 
 def summarize(ranks, ks=(5, 10, 20)) -> dict[str, float]:

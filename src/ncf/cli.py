@@ -1,0 +1,164 @@
+"""The `ncf` command: tools that read what the pipeline wrote.
+
+    ncf compare HEAD neg16             NeuMF of the last commit vs. experiment neg16
+    ncf compare workspace:gmf workspace:neumf
+                                       two models of the current run
+    ncf recommend --user 196 -k 10 --history 5
+                                       top 10 unseen movies for MovieLens user 196
+
+A side is `[REV][:MODEL]`: REV is `workspace` (default), a git revision or a DVC experiment
+name; MODEL is neumf (default), gmf, mlp or popularity. Ranks come from
+data/evaluate/ranks.parquet of that revision, read through DVC (`dvc pull` it if missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ncf.compare import paired, table
+
+RANKS = "data/evaluate/ranks.parquet"
+MODELS = ("neumf", "gmf", "mlp", "popularity")
+
+
+class CliError(RuntimeError):
+    """A problem with what the user asked for; printed as one line, exit code 2."""
+
+
+def parse_side(text: str) -> tuple[str | None, str]:
+    rev, _, model = text.partition(":")
+    if not model and rev in MODELS:  # `ncf compare gmf neumf`: two models of the workspace
+        rev, model = "", rev
+    model = model or "neumf"
+    if model not in MODELS:
+        raise CliError(f"{text}: unknown model {model!r}; use one of {', '.join(MODELS)}")
+    return (None if rev in ("", "workspace") else rev), model
+
+
+def read_ranks(rev: str | None) -> pd.DataFrame:
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    try:
+        with dvc.api.open(RANKS, rev=rev, mode="rb") as fh:
+            return pd.read_parquet(io.BytesIO(fh.read()))
+    except FileNotFoundError:
+        raise CliError(f"{RANKS} is missing{f' at {rev}' if rev else ''}; run `dvc repro` "
+                       "(or `dvc pull`) first") from None
+    except DvcException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(f"cannot read {RANKS} at {rev or 'workspace'}: {first}") from None
+
+
+def compare(args) -> None:
+    (rev_a, model_a), (rev_b, model_b) = parse_side(args.a), parse_side(args.b)
+    frames = {}
+    for rev in {rev_a, rev_b}:
+        frames[rev] = read_ranks(rev)
+    a = frames[rev_a][["user", "item", model_a]].rename(columns={model_a: "a"})
+    b = frames[rev_b][["user", "item", model_b]].rename(columns={model_b: "b"})
+    both = a.merge(b, on="user", suffixes=("_a", "_b"))
+    if len(both) < len(a) or len(both) < len(b) or not (both["item_a"] == both["item_b"]).all():
+        raise CliError("the two sides were evaluated on different test users or items "
+                       "(another split or dataset); a paired comparison needs the same ones")
+    results = [paired(both["a"].to_numpy(), both["b"].to_numpy(), metric, args.k,
+                      resamples=args.resamples, seed=args.seed) for metric in ("hr", "ndcg")]
+    print(f"A = {args.a}, B = {args.b}: {len(both)} test users, paired")
+    print(table(results, "A", "B"))
+    significant = [r.metric for r in results if r.p_value < 0.05]
+    verdict = (f"difference in {', '.join(significant)} is unlikely to be noise (p < 0.05)" if significant
+               else "no difference distinguishable from noise at p < 0.05")
+    print(verdict)
+
+
+def recommend(args) -> None:
+    import torch
+
+    from ncf.models import CheckpointError, load_checkpoint
+
+    split = args.split
+    try:
+        users = pd.read_parquet(split / "users.parquet")
+        items = pd.read_parquet(split / "items.parquet")
+        seen = pd.concat([pd.read_parquet(split / f"{n}.parquet") for n in ("train", "valid", "test")])
+    except FileNotFoundError as exc:
+        raise CliError(f"{exc.filename}: missing; run `dvc repro` (or `dvc pull`) first") from None
+    row = users.index[users["user_id"] == args.user]
+    if not len(row):
+        raise CliError(f"user {args.user} is not in {split}/users.parquet (MovieLens ids "
+                       f"{users['user_id'].min()}-{users['user_id'].max()})")
+    user = int(users.loc[row[0], "user"])
+    try:
+        model, ckpt = load_checkpoint(args.model, ckpt_kind(args.model),
+                                      {"num_users": len(users), "num_items": len(items)})
+    except CheckpointError as exc:
+        raise CliError(str(exc)) from None
+    model.eval()
+    with torch.no_grad():
+        scores = model.score_all(torch.tensor([user]))[0]
+    mine = seen[seen["user"] == user]
+    scores[torch.as_tensor(mine["item"].to_numpy(copy=True))] = -torch.inf  # only unseen movies
+    top = torch.topk(scores, min(args.k, int(torch.isfinite(scores).sum())))
+    print(f"Top {len(top.indices)} for MovieLens user {args.user} ({len(mine)} ratings), "
+          f"{ckpt['kind']} checkpoint {args.model}:")
+    for rank, (item, score) in enumerate(zip(top.indices.tolist(), top.values.tolist()), start=1):
+        print(f"{rank:>3}. {describe(items.iloc[item])}  [logit {score:+.2f}]")
+    if args.history:
+        recent = mine.sort_values("timestamp", kind="stable").tail(args.history) \
+            if "timestamp" in mine else mine.tail(args.history)
+        print(f"Last {len(recent)} rated (latest last; held-out validation/test items included):")
+        for item in recent["item"]:
+            print(f"     {describe(items.iloc[int(item)])}")
+
+
+def ckpt_kind(path) -> str:
+    name = Path(path).stem
+    return name if name in MODELS else "neumf"
+
+
+def describe(movie) -> str:
+    year = "" if pd.isna(movie.get("year")) else f" ({int(movie['year'])})"
+    genres = str(movie.get("genres") or "").replace("|", ", ")
+    return f"{movie.get('title')}{year}" + (f" - {genres}" if genres else "")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ncf", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("compare", help="paired HR/NDCG difference of two models, with a CI and p-value",
+                       description=("Paired bootstrap 95% CI and sign-flip permutation p-value of the "
+                                    "per-user HR@K and NDCG@K difference B - A."))
+    p.add_argument("a", help="side A: [REV][:MODEL], e.g. HEAD, HEAD:gmf, my-exp:mlp, gmf")
+    p.add_argument("b", help="side B, same form")
+    p.add_argument("-k", type=int, default=10, help="cut-off K (default: %(default)s)")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap / permutation draws")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: %(default)s)")
+    p.set_defaults(func=compare)
+
+    r = sub.add_parser("recommend", help="top-K unseen movies for one user, with titles and scores",
+                       description="Top-K movies the user has not rated, scored by a trained checkpoint.")
+    r.add_argument("--user", type=int, required=True, help="MovieLens user id (as in u.data)")
+    r.add_argument("-k", type=int, default=10, help="how many movies (default: %(default)s)")
+    r.add_argument("--history", type=int, default=0, metavar="N", help="also show the user's last N rated movies")
+    r.add_argument("--model", type=Path, default=Path("models/neumf.pt"), help="checkpoint (default: %(default)s)")
+    r.add_argument("--split", type=Path, default=Path("data/split"), help="split folder (default: %(default)s)")
+    r.set_defaults(func=recommend)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.k < 1 or getattr(args, "resamples", 1) < 1 or getattr(args, "history", 0) < 0:
+            raise CliError("-k and --resamples must be at least 1, --history at least 0")
+        args.func(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
