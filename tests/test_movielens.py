@@ -114,10 +114,16 @@ def server():
     srv.close()
 
 
+_HELD = []
+
+
 def closed_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on: bound (so no other process can take it) but never listening,
+    so a connection is refused at once. Released when the test session ends."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return s.getsockname()[1]
 
 
 def make_release(synthetic, url: str, *, md5: str | None = None, sizes: Sizes | None = None,
