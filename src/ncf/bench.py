@@ -252,6 +252,8 @@ def part_repro() -> dict:
             shutil.copy2(ROOT / name, repo / name)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
         subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+        # Put the downloaded data into the copy's own, empty cache (no run-cache to restore from).
+        subprocess.run([dvc, "commit", "-f", "-q", "download"], cwd=repo, env=env, check=True)
         times = {}
         for key in ("repro_s", "noop_repro_s"):
             start = time.perf_counter()
@@ -311,7 +313,10 @@ def main(argv=None) -> None:
     if not args.skip_big:
         report.update(run_part(["big", "138493", "26744", "144"]))
     if not args.skip_repro:
-        report.update(run_part(["repro"]))
+        try:
+            report.update(run_part(["repro"]))
+        except SystemExit as exc:  # keep the figures measured so far
+            print(exc, file=sys.stderr)
     for key, value in list(report.items()):
         if isinstance(value, float):
             report[key] = round(value, 3)
