@@ -182,3 +182,68 @@ def test_popularity_ranks_by_counts():
     # item0: nothing scores >= 4 -> 0; item2: item0 -> 1;
     # item1 for user 2 (item0 masked): item2, item4 (tie) -> 2; item3: every other item -> 5.
     assert ranks.tolist() == [0, 1, 2, 5]
+
+
+# --- the paper's sampled protocol ------------------------------------------------------------------
+
+from ncf.evaluate import rank_sampled, sampled_negatives  # noqa: E402
+
+
+def _positives(num_users=12, num_items=150, per_user=20, seed=0):
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(num_users), per_user)
+    items = np.concatenate([rng.choice(num_items, per_user, replace=False) for _ in range(num_users)])
+    return users, items, ItemMask(users, items, num_users)
+
+
+def test_sampled_negatives_are_distinct_never_positive_and_99():
+    users, items, mask = _positives()
+    neg = sampled_negatives(np.arange(12), mask, 150, seed=3).numpy()
+    assert neg.shape == (12, 99)
+    for u in range(12):
+        assert len(set(neg[u])) == 99
+        assert not set(neg[u]) & set(items[users == u])
+        assert neg[u].min() >= 0 and neg[u].max() < 150
+
+
+def test_sampled_negatives_depend_on_the_seed_only_not_on_chunks():
+    _, _, mask = _positives()
+    all_users = sampled_negatives(np.arange(12), mask, 150, seed=3)
+    one_by_one = torch.cat([sampled_negatives(np.array([u]), mask, 150, seed=3) for u in range(12)])
+    assert torch.equal(all_users, one_by_one)
+    assert not torch.equal(all_users, sampled_negatives(np.arange(12), mask, 150, seed=4))
+
+
+def test_sampled_negatives_are_roughly_uniform():
+    users = np.arange(2000)
+    mask = ItemMask(users, np.zeros(2000, dtype=np.int64), 2000)  # everyone has item 0
+    counts = np.bincount(sampled_negatives(users, mask, 200, seed=0, count=20).numpy().ravel(), minlength=200)
+    assert counts[0] == 0
+    expected = 2000 * 20 / 199
+    assert counts[1:].min() > 0.7 * expected and counts[1:].max() < 1.3 * expected
+
+
+def test_too_few_candidates_leave_slots_empty():
+    users = np.zeros(5, dtype=np.int64)
+    mask = ItemMask(users, np.arange(5), 1)
+    neg = sampled_negatives(np.array([0]), mask, 8, seed=0).numpy()[0]
+    assert sorted(n for n in neg if n >= 0) == [5, 6, 7] and (neg == -1).sum() == 5
+
+
+def test_rank_sampled_matches_brute_force_and_chunking():
+    users, items, mask = _positives()
+    targets = np.array([items[users == u][0] for u in range(12)])
+    weights = torch.randn(12, 150, generator=torch.Generator().manual_seed(0))
+    score_all = lambda u: weights[u]  # noqa: E731
+    got = rank_sampled(score_all, np.arange(12), targets, mask, 150, seed=1, chunk_users=5)
+    neg = sampled_negatives(np.arange(12), mask, 150, seed=1).numpy()
+    want = [(weights[u, neg[u]] >= weights[u, targets[u]]).sum().item() for u in range(12)]
+    assert got.tolist() == want
+    assert rank_sampled(score_all, np.arange(12), targets, mask, 150, seed=1, chunk_users=1).tolist() == want
+
+
+def test_rank_sampled_constant_model_ranks_last():
+    users, items, mask = _positives()
+    targets = np.array([items[users == u][0] for u in range(12)])
+    ranks = rank_sampled(lambda u: torch.zeros(len(u), 150), np.arange(12), targets, mask, 150, seed=0)
+    assert (ranks == 99).all()

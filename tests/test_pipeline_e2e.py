@@ -95,6 +95,8 @@ def test_repro_from_nothing_writes_metrics_and_plots(project):
         for key in ("hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20"):
             assert 0.0 <= values[key] <= 1.0, (model, key)
         assert values["ndcg@10"] <= values["hr@10"]
+        # 99 sampled negatives are a subset of the full ranking's candidates.
+        assert values["sampled_hr@10"] >= values["hr@10"]
     assert metrics["neumf"]["params"] > metrics["gmf"]["params"] > 0
     # The clusters are learnable: GMF must beat chance (10 of ~45 candidates) by a margin.
     assert metrics["gmf"]["hr@10"] > 0.3

@@ -57,6 +57,58 @@ def rank_held_out(score_all, users: np.ndarray, targets: np.ndarray, mask: ItemM
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 
+SAMPLED_NEGATIVES = 99  # the paper's protocol: the test item among itself and 99 others
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def sampled_negatives(users: np.ndarray, mask: ItemMask, num_items: int, seed: int,
+                      count: int = SAMPLED_NEGATIVES) -> torch.Tensor:
+    """[len(users), count] items per user, drawn once: distinct, uniform, none of the user's own.
+
+    Each (user, item) gets a pseudo-random key from a hash of (seed, user, item); a user's
+    negatives are the `count` non-positive items with the smallest keys. That is a uniform
+    sample without replacement, and it does not depend on how users are chunked. Where a user
+    has fewer than `count` candidates, the missing slots are -1.
+    """
+    with np.errstate(over="ignore"):
+        base = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        cells = users.astype(np.uint64)[:, None] * np.uint64(num_items) + np.arange(num_items, dtype=np.uint64)
+        keys = torch.from_numpy((_splitmix64(base + cells) >> np.uint64(1)).astype(np.int64))
+    rows, cols = mask.rows_cols(torch.as_tensor(users, dtype=torch.int64, device=mask.items.device))
+    keys[rows.cpu(), cols.cpu()] = torch.iinfo(torch.int64).max  # the user's positives: never drawn
+    picked = torch.topk(keys, min(count, num_items), dim=1, largest=False)
+    return torch.where(picked.values == torch.iinfo(torch.int64).max, -1, picked.indices)
+
+
+@torch.no_grad()
+def rank_sampled(score_all, users: np.ndarray, targets: np.ndarray, mask: ItemMask, num_items: int,
+                 seed: int, chunk_users: int = 1024, device="cpu") -> np.ndarray:
+    """Rank of each target among itself and its user's sampled negatives (ties count against it).
+
+    `mask` must hold all of the user's known items (train, validation and test), so that no
+    negative is one of the user's own positives.
+    """
+    out = []
+    for start in range(0, len(users), chunk_users):
+        u_np = users[start:start + chunk_users]
+        negatives = sampled_negatives(u_np, mask, num_items, seed).to(device)
+        u = torch.tensor(u_np, dtype=torch.int64, device=device)
+        t = torch.tensor(targets[start:start + chunk_users], dtype=torch.int64, device=device)
+        scores = torch.nan_to_num(score_all(u).float(), nan=-torch.inf)
+        target = scores.gather(1, t[:, None])
+        neg = scores.gather(1, negatives.clamp(min=0))
+        beats = (neg >= target) & (negatives >= 0)
+        out.append(torch.where(target[:, 0] == -torch.inf, negatives.shape[1], beats.sum(1)).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+
 class Popularity:
     """Scores every item by its number of training interactions (the same for every user)."""
 
