@@ -5,6 +5,7 @@
                                        two models of the current run
     ncf recommend --user 196 -k 10 --history 5
                                        top 10 unseen movies for MovieLens user 196
+    ncf report                         table and figures of all experiments (dvc exp show)
 
 A side is `[REV][:MODEL]`: REV is `workspace` (default), a git revision or a DVC experiment
 name; MODEL is neumf (default), gmf, mlp or popularity. Ranks come from
@@ -127,6 +128,29 @@ def describe(movie) -> str:
     return f"{movie.get('title')}{year}" + (f" - {genres}" if genres else "")
 
 
+def report(args) -> None:
+    import json
+    import subprocess
+
+    from ncf.report import build
+
+    if args.from_json:
+        text = args.from_json.read_text()
+    else:
+        dvc = Path(sys.executable).parent / "dvc"
+        proc = subprocess.run([str(dvc) if dvc.exists() else "dvc", "exp", "show", "--json"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+            raise CliError(f"`dvc exp show --json` failed: {last}")
+        text = proc.stdout
+    try:
+        print(build(json.loads(text), args.out))
+    except (ValueError, KeyError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"(written to {args.out}/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ncf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -149,13 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", type=Path, default=Path("models/neumf.pt"), help="checkpoint (default: %(default)s)")
     r.add_argument("--split", type=Path, default=Path("data/split"), help="split folder (default: %(default)s)")
     r.set_defaults(func=recommend)
+
+    rep = sub.add_parser("report", help="markdown table and figures of all DVC experiments",
+                         description=("Reads `dvc exp show --json`, groups experiments whose params differ "
+                                      "only in the seed (mean, std, number of seeds), and draws one figure "
+                                      "per param that varies (the lab's studies)."))
+    rep.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: %(default)s)")
+    rep.add_argument("--from-json", type=Path, help="read a saved `dvc exp show --json` instead of running it")
+    rep.set_defaults(func=report)
     return parser
 
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        if args.k < 1 or getattr(args, "resamples", 1) < 1 or getattr(args, "history", 0) < 0:
+        if getattr(args, "k", 1) < 1 or getattr(args, "resamples", 1) < 1 or getattr(args, "history", 0) < 0:
             raise CliError("-k and --resamples must be at least 1, --history at least 0")
         args.func(args)
     except CliError as exc:

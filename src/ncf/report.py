@@ -1,0 +1,159 @@
+"""Experiment reports: `dvc exp show --json` -> a table and figures, without copying numbers.
+
+Every commit and experiment becomes one row of params (dotted keys) and metrics (from
+metrics/evaluate.json, e.g. `neumf.hr@10`). Rows whose params are equal except for `seed` are
+one configuration: the report gives their mean, standard deviation and number of seeds. Each
+param that varies between configurations is a study (number of negatives, MLP layers,
+pretraining, ...) and gets a figure of test HR@10 by value, with the spread over seeds as
+error bars and, for architecture studies, the parameter count beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+METRICS_FILE = "metrics/evaluate.json"
+IGNORED = {"seed"}  # seeds are repetitions of one configuration, not a study
+
+
+def _flatten(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _row(name: str, rev: str, data: dict) -> dict | None:
+    metrics = (((data or {}).get("metrics") or {}).get(METRICS_FILE) or {}).get("data")
+    params = (((data or {}).get("params") or {}).get("params.yaml") or {}).get("data")
+    if not metrics or not params:
+        return None  # a failed or queued experiment: nothing to report
+    row = {"name": name, "rev": rev[:7]}
+    for key, value in _flatten(params):
+        row[f"params.{key}"] = json.dumps(value) if isinstance(value, list) else value
+    row.update(dict(_flatten(metrics)))
+    return row
+
+
+def collect(exp_show: list[dict], include_workspace: bool = False) -> pd.DataFrame:
+    """One row per commit and per experiment in `dvc exp show --json` output."""
+    rows = []
+    for commit in exp_show:
+        if commit.get("rev") != "workspace" or include_workspace:
+            rows.append(_row(commit.get("name") or commit["rev"][:7], commit["rev"], commit.get("data")))
+        for exp in commit.get("experiments") or []:
+            first = (exp.get("revs") or [{}])[0]
+            rows.append(_row(exp.get("name") or first.get("name") or first.get("rev", "?")[:7],
+                             first.get("rev", "?"), first.get("data")))
+    rows = [r for r in rows if r]
+    return pd.DataFrame(rows)
+
+
+def config_keys(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith("params.") and c[len("params."):] not in IGNORED]
+
+
+def aggregate(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Mean, std and count of `metrics` per configuration (params equal except the seed)."""
+    keys = config_keys(df)
+    dedup = df.drop_duplicates(subset=[*keys, "params.seed", *metrics]) if "params.seed" in df else df
+    grouped = dedup.groupby(keys, dropna=False, sort=False)[metrics]
+    out = grouped.mean().add_suffix(" mean").join(grouped.std(ddof=1).add_suffix(" std"))
+    out["seeds"] = grouped.size()
+    return out.reset_index()
+
+
+def varying(df: pd.DataFrame) -> list[str]:
+    """Params whose value differs between configurations: the studies."""
+    return [k for k in config_keys(df) if df[k].astype(str).nunique() > 1]
+
+
+def markdown(summary: pd.DataFrame, studies: list[str], metrics: list[str]) -> str:
+    cols = [s.removeprefix("params.") for s in studies] or ["configuration"]
+    head = "| " + " | ".join(cols + [*metrics, "seeds"]) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + len(metrics) + 1)]
+    for i, row in summary.iterrows():
+        cells = [str(row[s]) for s in studies] or [f"#{i + 1}"]
+        for m in metrics:
+            mean, std = row[f"{m} mean"], row[f"{m} std"]
+            cells.append(f"{mean:.4f}" + (f" ± {std:.4f}" if pd.notna(std) else ""))
+        cells.append(str(int(row["seeds"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def study_figure(summary: pd.DataFrame, study: str, others: list[str], metric: str, path: Path) -> None:
+    """HR@10 (mean, error bar = std over seeds) by value of `study`, other params fixed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ncf.io import output_file
+
+    # Keep the configurations that differ from the most common setting in `study` only.
+    base = summary[others].astype(str).mode().iloc[0] if others else None
+    rows = summary if base is None else summary[(summary[others].astype(str) == base).all(axis=1)]
+    rows = rows.sort_values(study, key=lambda s: s.map(_sort_key))
+    labels = rows[study].astype(str).tolist()
+    sizes = "neumf.params mean" in rows and study.startswith("params.mlp")
+    fig, axes = plt.subplots(1, 2 if sizes else 1, figsize=(11 if sizes else 6, 4), squeeze=False)
+    ax = axes[0][0]
+    std = rows[f"{metric} std"].fillna(0).to_numpy()
+    bars = ax.bar(labels, rows[f"{metric} mean"], yerr=std, capsize=4, color="#4C72B0", edgecolor="black")
+    ax.bar_label(bars, labels=[f"{m:.4f}\n(n={int(n)})" for m, n in zip(rows[f"{metric} mean"], rows["seeds"])],
+                 padding=3, fontsize=8)
+    ax.set(title=f"Test {metric} by {study.removeprefix('params.')}", ylabel=metric,
+           xlabel=study.removeprefix("params."))
+    ax.set_ylim(0, max(rows[f"{metric} mean"] + std) * 1.3)
+    ax.grid(axis="y", alpha=0.3)
+    if sizes:
+        ax2 = axes[0][1]
+        ax2.bar(labels, rows["neumf.params mean"] / 1000, color="#DD8452", edgecolor="black")
+        ax2.set(title="NeuMF parameters (thousands)", xlabel=study.removeprefix("params."))
+        ax2.grid(axis="y", alpha=0.3)
+    for a in axes[0]:
+        a.tick_params(axis="x", labelrotation=15)
+    with output_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _sort_key(value):
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return (1, str(value))
+    if isinstance(parsed, list):
+        return (0, len(parsed), sum(parsed))
+    if isinstance(parsed, bool) or parsed is None:
+        return (0, int(bool(parsed)), 0)
+    if isinstance(parsed, (int, float)):
+        return (0, parsed, 0)
+    return (1, str(parsed))
+
+
+def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@10")) -> str:
+    """Write out/experiments.md and one PNG per study; return the markdown."""
+    df = collect(exp_show)
+    if df.empty:
+        raise ValueError("no finished experiments with metrics/evaluate.json in `dvc exp show`")
+    metrics = [m for m in metrics if m in df]
+    extra = ["neumf.params"] if "neumf.params" in df else []
+    summary = aggregate(df, [*metrics, *extra])
+    studies = varying(df)
+    text = "# Experiments\n\n" + markdown(summary, studies, metrics) + "\n"
+    for study in studies:
+        name = study.removeprefix("params.").replace(".", "_")
+        study_figure(summary, study, [s for s in studies if s != study], metrics[0], out / f"{name}.png")
+        text += f"\n![{study}]({name}.png)\n"
+    from ncf.io import output_file
+
+    with output_file(out / "experiments.md") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return text
+

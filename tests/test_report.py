@@ -1,0 +1,95 @@
+"""ncf.report on a synthetic `dvc exp show --json`: aggregation over seeds, studies, figures."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from ncf import cli
+from ncf.report import aggregate, build, collect, varying
+
+BASE = {"seed": 0, "num_negatives": 4, "mlp": {"dim": 64, "layers": [128, 64, 32]}, "neumf": {"pretrain": True}}
+
+
+def entry(rev, name, params, hr, ndcg=None, nparams=1000, failed=False):
+    data = {"rev": rev, "params": {"params.yaml": {"data": params}},
+            "metrics": {} if failed else {"metrics/evaluate.json": {"data": {
+                "neumf": {"hr@10": hr, "ndcg@10": ndcg if ndcg is not None else hr / 2, "params": nparams},
+                "gmf": {"hr@10": 0.1, "ndcg@10": 0.05, "params": 10}}}}}
+    return {"rev": rev, "name": name, "data": data}
+
+
+def with_(**changes):
+    p = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        node = p
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return p
+
+
+@pytest.fixture
+def exp_show():
+    exps = []
+    seeds_hr = {0: 0.130, 1: 0.134, 2: 0.128, 3: 0.136, 4: 0.132}
+    for s, hr in seeds_hr.items():
+        if s:
+            exps.append(entry(f"s{s}" * 10, f"seed{s}", with_(seed=s), hr))
+    for n, hr in {1: 0.10, 8: 0.14, 16: 0.15}.items():
+        exps.append(entry(f"n{n}" * 10, f"neg{n}", with_(num_negatives=n), hr))
+    for layers, hr, size in (([64, 32], 0.12, 500), ([512, 256], 0.125, 9000)):
+        exps.append(entry("l" * 40, f"arch{len(layers)}{layers[0]}", with_(mlp__layers=layers), hr, nparams=size))
+    exps.append(entry("f" * 40, "broken", with_(num_negatives=2), 0.0, failed=True))
+    commit = entry("a" * 40, "main", with_(), seeds_hr[0])
+    commit["experiments"] = [{"name": e["name"], "revs": [e]} for e in exps]
+    workspace = entry("workspace", None, with_(num_negatives=99), 0.5)
+    return [workspace, commit]
+
+
+def test_collect_skips_the_workspace_and_failed_runs(exp_show):
+    df = collect(exp_show)
+    assert len(df) == 1 + 4 + 3 + 2
+    assert "broken" not in set(df["name"]) and 99 not in set(df["params.num_negatives"])
+    assert df.loc[df["name"] == "neg16", "neumf.hr@10"].item() == 0.15
+
+
+def test_seeds_are_one_configuration_with_mean_std_and_count(exp_show):
+    df = collect(exp_show)
+    summary = aggregate(df, ["neumf.hr@10"])
+    base = summary[(summary["params.num_negatives"] == 4) & (summary["params.mlp.layers"] == "[128, 64, 32]")]
+    hrs = [0.130, 0.134, 0.128, 0.136, 0.132]
+    assert base["seeds"].item() == 5
+    assert base["neumf.hr@10 mean"].item() == pytest.approx(np.mean(hrs))
+    assert base["neumf.hr@10 std"].item() == pytest.approx(np.std(hrs, ddof=1))
+    assert len(summary) == 1 + 3 + 2
+
+
+def test_studies_are_the_params_that_vary(exp_show):
+    assert set(varying(collect(exp_show))) == {"params.num_negatives", "params.mlp.layers"}
+
+
+def test_build_writes_a_table_and_one_png_per_study(exp_show, tmp_path):
+    text = build(exp_show, tmp_path)
+    assert (tmp_path / "experiments.md").read_text() == text
+    assert "| 4 | [128, 64, 32] | 0.1320 ± 0.0032 |" in text
+    assert "| 16 | [128, 64, 32] | 0.1500 |" in text
+    for png in ("num_negatives.png", "mlp_layers.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+        assert f"({png})" in text
+
+
+def test_report_command_reads_saved_json_and_refuses_empty(exp_show, tmp_path, capsys):
+    saved = tmp_path / "exps.json"
+    saved.write_text(json.dumps(exp_show))
+    cli.main(["report", "--from-json", str(saved), "--out", str(tmp_path / "out")])
+    assert "| num_negatives | mlp.layers | neumf.hr@10 | neumf.ndcg@10 | seeds |" in capsys.readouterr().out
+    saved.write_text("[]")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["report", "--from-json", str(saved), "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert "no finished experiments" in capsys.readouterr().err
