@@ -5,6 +5,7 @@ it), and writes HR@K / NDCG@K for NeuMF, GMF, MLP and popularity to metrics/eval
 plus every user's rank per model for paired comparisons. Beside them, for comparison with the
 literature only, `sampled_hr@10` / `sampled_ndcg@10`: the paper's protocol, ranking the test
 item among itself and 99 items the user never interacted with (drawn once, seeded).
+For review, a few users' held-out movie, its rank and NeuMF's top 10 go to a markdown sample.
 """
 
 import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
@@ -16,13 +17,15 @@ import pandas as pd
 
 from ncf.config import load_params
 from ncf.evaluate import ItemMask, Popularity, rank_held_out, rank_sampled
-from ncf.io import write_json, write_parquet
+from ncf.io import output_file, write_json, write_parquet
 from ncf.metrics import summarize
 from ncf.models import count_parameters, load_checkpoint
+from ncf.recommend import describe, top_k
 from ncf.stage import log, parser, run
 from ncf.train import resolve_device, stage_seed
 
 SAMPLED_K = 10  # the literature reports the sampled protocol at K = 10
+SAMPLE_USERS = 5
 
 
 def main():
@@ -31,14 +34,16 @@ def main():
     p.add_argument("--models", required=True, type=Path, help="input: folder with gmf.pt, mlp.pt, neumf.pt")
     p.add_argument("--metrics", required=True, type=Path, help="output: metrics JSON")
     p.add_argument("--ranks", required=True, type=Path, help="output: per-user ranks parquet")
+    p.add_argument("--sample", required=True, type=Path, help="output: markdown sample of recommendations")
     args = p.parse_args()
     params = load_params(args.params)
     device = resolve_device(params.device)
     train = pd.read_parquet(args.split / "train.parquet")
     valid = pd.read_parquet(args.split / "valid.parquet")
     test = pd.read_parquet(args.split / "test.parquet")
-    num_users = len(pd.read_parquet(args.split / "users.parquet"))
-    num_items = len(pd.read_parquet(args.split / "items.parquet"))
+    users_frame = pd.read_parquet(args.split / "users.parquet")
+    items_frame = pd.read_parquet(args.split / "items.parquet")
+    num_users, num_items = len(users_frame), len(items_frame)
     known = pd.concat([train[["user", "item"]], valid])
     mask = ItemMask(known["user"].to_numpy(np.int64), known["item"].to_numpy(np.int64), num_users, device=device)
     everything = pd.concat([known, test])
@@ -48,7 +53,7 @@ def main():
     shape = {"num_users": num_users, "num_items": num_items}
     chunk, sample_seed = params.evaluate.chunk_users, stage_seed(params.seed, "evaluate:sampled")
 
-    report, ranks = {}, {"user": users, "item": targets}
+    report, ranks, models = {}, {"user": users, "item": targets}, {}
 
     def score(name, score_all, extra=None):
         ranks[name] = rank_held_out(score_all, users, targets, mask, chunk, device)
@@ -61,11 +66,30 @@ def main():
     for kind in ("neumf", "gmf", "mlp"):
         model, _ = load_checkpoint(args.models / f"{kind}.pt", kind, shape)
         model.to(device).eval()
+        models[kind] = model
         score(kind, model.score_all, {"params": count_parameters(model)})
     score("popularity", Popularity(train["item"].to_numpy(np.int64), num_items, device).score_all)
 
     write_json(report, args.metrics)
     write_parquet(pd.DataFrame(ranks), args.ranks)
+    picks = np.random.default_rng(stage_seed(params.seed, "evaluate:sample")).choice(
+        len(users), size=min(SAMPLE_USERS, len(users)), replace=False)
+    lines = [f"# What NeuMF recommends: {len(picks)} test users (seeded sample)", "",
+             "Each user's held-out test movie, its rank among the candidates (training and validation "
+             "movies masked; rank 0 is the top), and NeuMF's top 10 (the held-out movie in bold).", ""]
+    for i in sorted(picks, key=lambda i: users_frame["user_id"].iloc[users[i]]):
+        user, target = int(users[i]), int(targets[i])
+        known_items = known.loc[known["user"] == user, "item"].tolist()
+        top, _ = top_k(models["neumf"].cpu(), user, known_items, 10)
+        candidates = num_items - len(known_items)
+        lines += [f"## User {users_frame['user_id'].iloc[user]} ({len(known_items) + 1} ratings)", "",
+                  f"Held out: {describe(items_frame.iloc[target])}, rank {ranks['neumf'][i]} of "
+                  f"{candidates:,} candidates.", ""]
+        lines += [f"{n}. " + (f"**{describe(items_frame.iloc[item])}**" if item == target
+                              else describe(items_frame.iloc[item])) for n, item in enumerate(top, 1)]
+        lines.append("")
+    with output_file(args.sample) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
     log("evaluate", "test " + ", ".join(f"{m} hr@10 {r.get('hr@10', float('nan')):.4f}" for m, r in report.items())
         + f" ({len(users):,} users)")
 

@@ -100,6 +100,8 @@ def test_repro_from_nothing_writes_metrics_and_plots(project):
     assert metrics["neumf"]["params"] > metrics["gmf"]["params"] > 0
     # The clusters are learnable: GMF must beat chance (10 of ~45 candidates) by a margin.
     assert metrics["gmf"]["hr@10"] > 0.3
+    sample = (project / "plots/samples.md").read_text()
+    assert sample.count("## User ") == 5 and "Held out: Movie " in sample
     for png in ("training_curves.png", "models.png"):
         assert (project / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Nothing DVC caches is left for git to commit.

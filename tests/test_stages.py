@@ -61,6 +61,7 @@ def test_missing_checkpoint_is_one_line(tmp_path):
         frame.to_parquet(split / f"{name}.parquet")
     proc = run_stage("evaluate.py", "--split", str(split), "--models", str(tmp_path / "none"),
                      "--metrics", str(tmp_path / "m.json"), "--ranks", str(tmp_path / "r.parquet"),
+                     "--sample", str(tmp_path / "s.md"),
                      cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "neumf.pt: not found" in proc.stderr

@@ -78,9 +78,8 @@ def compare(args) -> None:
 
 
 def recommend(args) -> None:
-    import torch
-
     from ncf.models import CheckpointError, load_checkpoint
+    from ncf.recommend import describe, top_k
 
     split = args.split
     try:
@@ -100,14 +99,11 @@ def recommend(args) -> None:
     except CheckpointError as exc:
         raise CliError(str(exc)) from None
     model.eval()
-    with torch.no_grad():
-        scores = model.score_all(torch.tensor([user]))[0]
     mine = seen[seen["user"] == user]
-    scores[torch.as_tensor(mine["item"].to_numpy(copy=True))] = -torch.inf  # only unseen movies
-    top = torch.topk(scores, min(args.k, int(torch.isfinite(scores).sum())))
-    print(f"Top {len(top.indices)} for MovieLens user {args.user} ({len(mine)} ratings), "
+    items_top, scores = top_k(model, user, mine["item"].tolist(), args.k)  # only unseen movies
+    print(f"Top {len(items_top)} for MovieLens user {args.user} ({len(mine)} ratings), "
           f"{ckpt['kind']} checkpoint {args.model}:")
-    for rank, (item, score) in enumerate(zip(top.indices.tolist(), top.values.tolist()), start=1):
+    for rank, (item, score) in enumerate(zip(items_top, scores), start=1):
         print(f"{rank:>3}. {describe(items.iloc[item])}  [logit {score:+.2f}]")
     if args.history:
         recent = mine.sort_values("timestamp", kind="stable").tail(args.history) \
@@ -120,12 +116,6 @@ def recommend(args) -> None:
 def ckpt_kind(path) -> str:
     name = Path(path).stem
     return name if name in MODELS else "neumf"
-
-
-def describe(movie) -> str:
-    year = "" if pd.isna(movie.get("year")) else f" ({int(movie['year'])})"
-    genres = str(movie.get("genres") or "").replace("|", ", ")
-    return f"{movie.get('title')}{year}" + (f" - {genres}" if genres else "")
 
 
 def report(args) -> None:
