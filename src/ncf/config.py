@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-DATASETS = ("ml-100k",)  # releases with a parser and known sizes (see movielens.py)
+# Releases with a source and a parser (see movielens.py); ml-100k also has an offline source.
+DATASETS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small")
 SOURCES = ("grouplens", "local", "pypi")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adam")

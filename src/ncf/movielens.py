@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
+import re
 import subprocess
 import sys
 import tempfile
@@ -70,8 +71,8 @@ class WheelSource:
 class Release:
     name: str
     url: str
-    md5: str
-    sizes: Sizes
+    md5: str | None  # None: read GroupLens's `<zip>.md5` file at download time
+    sizes: Sizes | None  # None: a release updated in place, with no fixed size
     parse_zip: Callable[[zipfile.ZipFile], tuple[pd.DataFrame, pd.DataFrame]]
     wheel: WheelSource | None = None
 
@@ -127,17 +128,36 @@ def _ratings_frame(df: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def parse_ml100k_zip(zf: zipfile.ZipFile) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """GroupLens's ml-100k.zip: ml-100k/u.data (tab) and ml-100k/u.item (pipe, latin-1)."""
-    data = _read_member(zf, "ml-100k/u.data")
-    if not data.strip():
-        raise DataError("ml-100k/u.data is empty")
-    raw = pd.read_csv(io.BytesIO(data), sep="\t", header=None, dtype="string", keep_default_na=False)
+def parse_ratings(blob: bytes, name: str, sep: str = "\t", header: bool = False) -> pd.DataFrame:
+    """A ratings file with 4 columns (user, item, rating, timestamp), in file order.
+
+    Read with numeric types first (fast on tens of millions of rows); if that fails, read as
+    strings to name the first bad line and value.
+    """
+    if not blob.strip():
+        raise DataError(f"{name} is empty")
+    if sep == "::":  # the C parser takes one-character separators only
+        blob, sep = blob.replace(b"::", b"\t"), "\t"
+    opts = dict(sep=sep, header=None, skiprows=1 if header else 0)
+    try:
+        raw = pd.read_csv(io.BytesIO(blob), dtype={0: "int64", 1: "int64", 2: "float64", 3: "int64"}, **opts)
+        numeric = True
+    except (ValueError, pd.errors.ParserError):
+        raw = pd.read_csv(io.BytesIO(blob), dtype="string", keep_default_na=False, **opts)
+        numeric = False
     if raw.shape[1] != len(RATING_COLUMNS):
-        raise DataError(f"ml-100k/u.data has {raw.shape[1]} tab-separated columns, expected 4 "
+        what = "tab-separated" if sep == "\t" else f"{sep!r}-separated"
+        raise DataError(f"{name} has {raw.shape[1]} {what} columns, expected 4 "
                         "(user id, item id, rating, timestamp)")
     raw.columns = list(RATING_COLUMNS)
-    ratings = _numeric_ratings(raw, "ml-100k/u.data", first_line=1)
+    if numeric and not raw.isna().any().any():
+        return raw
+    return _numeric_ratings(raw.astype("string"), name, first_line=2 if header else 1)
+
+
+def parse_ml100k_zip(zf: zipfile.ZipFile) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GroupLens's ml-100k.zip: ml-100k/u.data (tab) and ml-100k/u.item (pipe, latin-1)."""
+    ratings = parse_ratings(_read_member(zf, "ml-100k/u.data"), "ml-100k/u.data")
     item = _read_member(zf, "ml-100k/u.item")
     cols = ["item_id", "title", "release_date", "video_release_date", "url", *GENRES_100K]
     movies = pd.read_csv(
@@ -148,6 +168,48 @@ def parse_ml100k_zip(zf: zipfile.ZipFile) -> tuple[pd.DataFrame, pd.DataFrame]:
     genres = ["|".join(g for g, on in zip(GENRES_100K, row) if on) for row in flags]
     title, year = _split_title(movies["title"])
     return _ratings_frame(ratings), _movies_frame(movies["item_id"], title, year, genres)
+
+
+def _text(blob: bytes) -> str:
+    """Newer releases are UTF-8; ml-1m and ml-10m predate that and are latin-1."""
+    try:
+        return blob.decode("utf-8")
+    except UnicodeDecodeError:
+        return blob.decode("latin-1")
+
+
+def dat_parser(folder: str) -> Callable[[zipfile.ZipFile], tuple[pd.DataFrame, pd.DataFrame]]:
+    """ml-1m and ml-10m: '::'-separated ratings.dat and movies.dat (MovieID::Title::Genres)."""
+
+    def parse(zf: zipfile.ZipFile):
+        ratings = parse_ratings(_read_member(zf, f"{folder}/ratings.dat"), f"{folder}/ratings.dat", sep="::")
+        lines = _text(_read_member(zf, f"{folder}/movies.dat")).splitlines()
+        parts = [line.split("::") for line in lines if line.strip()]
+        bad = next((i for i, p in enumerate(parts) if len(p) != 3 or not p[0].strip().isdigit()), None)
+        if bad is not None:
+            raise DataError(f"{folder}/movies.dat line {bad + 1}: expected MovieID::Title::Genres")
+        title, year = _split_title(pd.Series([p[1] for p in parts], dtype="string"))
+        return _ratings_frame(ratings), _movies_frame([int(p[0]) for p in parts], title, year,
+                                                      [p[2].strip() for p in parts])
+
+    return parse
+
+
+def csv_parser(folder: str) -> Callable[[zipfile.ZipFile], tuple[pd.DataFrame, pd.DataFrame]]:
+    """ml-20m, ml-25m, ml-32m, ml-latest-small: UTF-8 CSV with a header (userId,movieId,...)."""
+
+    def parse(zf: zipfile.ZipFile):
+        ratings = parse_ratings(_read_member(zf, f"{folder}/ratings.csv"), f"{folder}/ratings.csv",
+                                sep=",", header=True)
+        movies = pd.read_csv(io.BytesIO(_read_member(zf, f"{folder}/movies.csv")), dtype="string",
+                             keep_default_na=False)
+        if list(movies.columns[:3]) != ["movieId", "title", "genres"]:
+            raise DataError(f"{folder}/movies.csv: expected the header movieId,title,genres")
+        title, year = _split_title(movies["title"])
+        return _ratings_frame(ratings), _movies_frame(movies["movieId"].astype("int64"), title, year,
+                                                      movies["genres"])
+
+    return parse
 
 
 def parse_recbole(inter: bytes, item: bytes) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -179,6 +241,8 @@ def _movies_frame(item_id, title, year, genres) -> pd.DataFrame:
     })
 
 
+GROUPLENS = "https://files.grouplens.org/datasets/movielens"
+
 RELEASES: dict[str, Release] = {
     "ml-100k": Release(
         name="ml-100k",
@@ -194,6 +258,20 @@ RELEASES: dict[str, Release] = {
             item_sha256="51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
         ),
     ),
+    # Sizes are the published counts: ratings, users, and movies listed in the movies file.
+    "ml-1m": Release("ml-1m", f"{GROUPLENS}/ml-1m.zip", "c4d9eecfca2ab87c1945afe126590906",
+                     Sizes(1_000_209, 6_040, 3_883), dat_parser("ml-1m")),
+    "ml-10m": Release("ml-10m", f"{GROUPLENS}/ml-10m.zip", "ce571fd55effeba0271552578f2648bd",
+                      Sizes(10_000_054, 69_878, 10_681), dat_parser("ml-10M100K")),
+    "ml-20m": Release("ml-20m", f"{GROUPLENS}/ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3",
+                      Sizes(20_000_263, 138_493, 27_278), csv_parser("ml-20m")),
+    "ml-25m": Release("ml-25m", f"{GROUPLENS}/ml-25m.zip", "6b51fb2759a8657d3bfcbfc42b592ada",
+                      Sizes(25_000_095, 162_541, 62_423), csv_parser("ml-25m")),
+    "ml-32m": Release("ml-32m", f"{GROUPLENS}/ml-32m.zip", "d472be332d4daa821edc399621853b57",
+                      Sizes(32_000_204, 200_948, 87_585), csv_parser("ml-32m")),
+    # ml-latest-small is updated in place: no fixed checksum or sizes; GroupLens's .md5 file is used.
+    "ml-latest-small": Release("ml-latest-small", f"{GROUPLENS}/ml-latest-small.zip", None, None,
+                               csv_parser("ml-latest-small")),
 }
 
 
@@ -205,6 +283,8 @@ def file_digest(path: Path, algorithm: str) -> str:
 
 
 def check_sizes(release: Release, ratings: pd.DataFrame, movies: pd.DataFrame) -> None:
+    if release.sizes is None:
+        return
     got = Sizes(len(ratings), ratings["user_id"].nunique(), movies["item_id"].nunique())
     if got != release.sizes:
         raise DataError(
@@ -225,20 +305,35 @@ def _open_zip(path: Path, source: str) -> zipfile.ZipFile:
     return zf
 
 
-def _parse_checked_zip(release: Release, path: Path, source: str, verify: bool):
+def _parse_checked_zip(release: Release, path: Path, source: str, verify: bool, expected_md5=None):
+    expected_md5 = expected_md5 or release.md5
     if verify:
+        if expected_md5 is None:
+            raise DataError(f"{source}: no published md5 is known for {release.name}; download it from "
+                            "GroupLens (which publishes one) or set data.verify: false")
         md5 = file_digest(path, "md5")
-        if md5 != release.md5:
-            raise DataError(f"{source}: md5 of {path} is {md5}, expected {release.md5} for {release.name}")
+        if md5 != expected_md5:
+            raise DataError(f"{source}: md5 of {path} is {md5}, expected {expected_md5} for {release.name}")
     with _open_zip(path, source) as zf:
         return release.parse_zip(zf)
 
 
 # --- sources -------------------------------------------------------------------------------
 
+def _published_md5(release: Release, timeout_s: float) -> str:
+    """GroupLens publishes `<zip>.md5` beside each zip: 'MD5 (ml-latest-small.zip) = <hex>'."""
+    with urllib.request.urlopen(release.url + ".md5", timeout=timeout_s) as resp:
+        text = resp.read(4096).decode("ascii", "replace")
+    found = re.search(r"\b([0-9a-f]{32})\b", text)
+    if not found:
+        raise DataError(f"grouplens: {release.url}.md5 holds no md5")
+    return found.group(1)
+
+
 def fetch_grouplens(release: Release, workdir: Path, timeout_s: float, verify: bool):
     target = workdir / Path(release.url).name
     try:
+        expected_md5 = release.md5 or (_published_md5(release, timeout_s) if verify else None)
         with urllib.request.urlopen(release.url, timeout=timeout_s) as resp:
             ctype = resp.headers.get("Content-Type", "")
             if "html" in ctype:
@@ -254,7 +349,7 @@ def fetch_grouplens(release: Release, workdir: Path, timeout_s: float, verify: b
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
         reason = " ".join(str(getattr(exc, "reason", exc)).split())[:200]  # one line
         raise DataError(f"grouplens: cannot fetch {release.url} ({reason})") from None
-    return _parse_checked_zip(release, target, "grouplens", verify)
+    return _parse_checked_zip(release, target, "grouplens", verify, expected_md5)
 
 
 def fetch_local(release: Release, local_zip: str, verify: bool):
