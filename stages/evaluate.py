@@ -31,6 +31,7 @@ SAMPLE_USERS = 5
 def main():
     p = parser(__doc__)
     p.add_argument("--split", required=True, type=Path, help="input: the split stage's folder")
+    p.add_argument("--catalog", required=True, type=Path, help="input: movies with titles (split stage)")
     p.add_argument("--models", required=True, type=Path, help="input: folder with gmf.pt, mlp.pt, neumf.pt")
     p.add_argument("--metrics", required=True, type=Path, help="output: metrics JSON")
     p.add_argument("--ranks", required=True, type=Path, help="output: per-user ranks parquet")
@@ -42,8 +43,8 @@ def main():
     valid = pd.read_parquet(args.split / "valid.parquet")
     test = pd.read_parquet(args.split / "test.parquet")
     users_frame = pd.read_parquet(args.split / "users.parquet")
-    items_frame = pd.read_parquet(args.split / "items.parquet")
-    num_users, num_items = len(users_frame), len(items_frame)
+    items_frame = pd.read_parquet(args.catalog)
+    num_users, num_items = len(users_frame), len(pd.read_parquet(args.split / "items.parquet"))
     known = pd.concat([train[["user", "item"]], valid])
     mask = ItemMask(known["user"].to_numpy(np.int64), known["item"].to_numpy(np.int64), num_users, device=device)
     everything = pd.concat([known, test])

@@ -106,7 +106,8 @@ def trained_split(tmp_path):
     pd.DataFrame({"item": range(6), "item_id": [10, 20, 30, 40, 50, 60], "title": titles,
                   "year": pd.array([1979, 1985, None, 1984, 1977, 1996], dtype="Int16"),
                   "genres": ["Sci-Fi", "Comedy|Sci-Fi", "Drama", "Sci-Fi", "Horror", "Crime"]}
-                 ).to_parquet(split / "items.parquet")
+                 ).to_parquet(tmp_path / "catalog.parquet")
+    pd.DataFrame({"item": range(6), "item_id": [10, 20, 30, 40, 50, 60]}).to_parquet(split / "items.parquet")
     pd.DataFrame({"user": [0, 0, 1], "item": [5, 0, 1], "rating": [4.0, 3.0, 5.0],
                   "timestamp": [2, 1, 1]}).to_parquet(split / "train.parquet")
     pd.DataFrame({"user": [0], "item": [3]}).to_parquet(split / "valid.parquet")
@@ -124,7 +125,7 @@ def trained_split(tmp_path):
 def test_recommend_lists_unseen_titles_best_first_with_history(trained_split, capsys):
     split, ckpt = trained_split
     cli.main(["recommend", "--user", "196", "-k", "3", "--history", "2", "--model", str(ckpt),
-              "--split", str(split)])
+              "--split", str(split), "--catalog", str(split.parent / "catalog.parquet")])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Top 2 for MovieLens user 196 (4 ratings)")  # only 2 unseen
     assert lines[1].startswith("  1. Casablanca - Drama")  # item 2: no year shown
@@ -137,6 +138,7 @@ def test_recommend_lists_unseen_titles_best_first_with_history(trained_split, ca
 def test_recommend_unknown_user_is_one_line(trained_split, capsys):
     split, ckpt = trained_split
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["recommend", "--user", "5", "--model", str(ckpt), "--split", str(split)])
+        cli.main(["recommend", "--user", "5", "--model", str(ckpt), "--split", str(split),
+                  "--catalog", str(split.parent / "catalog.parquet")])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == "error: user 5 is not in " + str(split) + "/users.parquet (MovieLens ids 7-196)\n"

@@ -79,7 +79,7 @@ def test_committed_params_validate():
 
 
 # Keys that choose how work is done, never what comes out; no stage reruns when they change.
-NOT_RESULT_KEYS = {"data.sources", "data.timeout_s", "evaluate.chunk_users"}
+NOT_RESULT_KEYS = {"data.sources", "data.timeout_s"}
 
 
 def _leaves(node: dict, prefix: str = ""):

@@ -37,7 +37,8 @@ def test_bad_params_give_one_line_and_exit_2_before_any_work(tmp_path, bad, key)
     params.write_text(bad)
     out = tmp_path / "split"
     proc = run_stage("split.py", "--params", str(params), "--ratings", "missing.parquet",
-                     "--movies", "missing.parquet", "--out", str(out), cwd=tmp_path)
+                     "--movies", "missing.parquet", "--out", str(out),
+                     "--catalog", str(tmp_path / "catalog.parquet"), cwd=tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0]
@@ -59,7 +60,9 @@ def test_missing_checkpoint_is_one_line(tmp_path):
         "items": pd.DataFrame({"item": [0, 1, 2, 3]}),
     }.items():
         frame.to_parquet(split / f"{name}.parquet")
-    proc = run_stage("evaluate.py", "--split", str(split), "--models", str(tmp_path / "none"),
+    pd.DataFrame({"item": [0, 1, 2, 3], "title": list("abcd")}).to_parquet(tmp_path / "catalog.parquet")
+    proc = run_stage("evaluate.py", "--split", str(split), "--catalog", str(tmp_path / "catalog.parquet"),
+                     "--models", str(tmp_path / "none"),
                      "--metrics", str(tmp_path / "m.json"), "--ranks", str(tmp_path / "r.parquet"),
                      "--sample", str(tmp_path / "s.md"),
                      cwd=tmp_path)

@@ -84,7 +84,7 @@ def recommend(args) -> None:
     split = args.split
     try:
         users = pd.read_parquet(split / "users.parquet")
-        items = pd.read_parquet(split / "items.parquet")
+        items = pd.read_parquet(args.catalog)
         seen = pd.concat([pd.read_parquet(split / f"{n}.parquet") for n in ("train", "valid", "test")])
     except FileNotFoundError as exc:
         raise CliError(f"{exc.filename}: missing; run `dvc repro` (or `dvc pull`) first") from None
@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--history", type=int, default=0, metavar="N", help="also show the user's last N rated movies")
     r.add_argument("--model", type=Path, default=Path("models/neumf.pt"), help="checkpoint (default: %(default)s)")
     r.add_argument("--split", type=Path, default=Path("data/split"), help="split folder (default: %(default)s)")
+    r.add_argument("--catalog", type=Path, default=Path("data/catalog.parquet"),
+                   help="movie titles (default: %(default)s)")
     r.set_defaults(func=recommend)
 
     rep = sub.add_parser("report", help="markdown table and figures of all DVC experiments",

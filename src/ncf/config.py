@@ -71,7 +71,7 @@ class NeuMFParams:
     pretrain: bool = True
     alpha: float = field(default=0.5, metadata={"rule": UNIT})
     optimizer: str = field(default="sgd", metadata={"choices": OPTIMIZERS})
-    lr: float = field(default=0.001, metadata={"rule": POSITIVE})
+    lr: float = field(default=0.01, metadata={"rule": POSITIVE})
     l2: float = field(default=0.001, metadata={"rule": NON_NEGATIVE})
 
 

@@ -39,7 +39,7 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, rows=None, co
     if rows is not None:
         scores[rows, cols] = -torch.inf
     scores[arange, targets] = -torch.inf
-    # A masked or -inf target ties with every masked item: it ranks behind all candidates.
+    # A target whose score is -inf (e.g. a NaN) would tie with every masked item: rank it last.
     ranks = (scores >= target[:, None]).sum(dim=1)
     return torch.where(target == -torch.inf, scores.shape[1] - 1, ranks)
 

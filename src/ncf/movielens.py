@@ -229,6 +229,8 @@ def parse_recbole(inter: bytes, item: bytes) -> tuple[pd.DataFrame, pd.DataFrame
         raise DataError(f"RecBole .item file lacks columns {sorted(missing)}")
     year = pd.to_numeric(movies["release_year"], errors="coerce").astype("Int16")
     genres = movies["class"].fillna("").str.split().str.join("|")
+    # RecBole's copy spells u.item's "unknown" (item 267) "unkonwn": keep the sources identical.
+    movies["movie_title"] = movies["movie_title"].replace("unkonwn", "unknown")
     return _ratings_frame(ratings), _movies_frame(movies["item_id"].astype("int64"), movies["movie_title"], year, genres)
 
 

@@ -17,7 +17,7 @@ def top_k(model, user: int, exclude: list[int], k: int) -> tuple[list[int], list
 
 
 def describe(movie) -> str:
-    """'Fargo (1996) - Crime, Drama, Thriller' from a row of data/split/items.parquet."""
+    """'Fargo (1996) - Crime, Drama, Thriller' from a row of data/catalog.parquet."""
     year = "" if pd.isna(movie.get("year")) else f" ({int(movie['year'])})"
     genres = str(movie.get("genres") or "").replace("|", ", ")
     return f"{movie.get('title')}{year}" + (f" - {genres}" if genres else "")

@@ -26,7 +26,8 @@ class Split:
     valid: pd.DataFrame  # user, item
     test: pd.DataFrame   # user, item
     users: pd.DataFrame  # user, user_id
-    items: pd.DataFrame  # item, item_id, title, year, genres
+    items: pd.DataFrame  # item, item_id
+    movies: pd.DataFrame  # item, item_id, title, year, genres (kept apart: training never reads it)
     dropped_duplicates: int
     train_only_users: int
 
@@ -57,13 +58,13 @@ def leave_one_out(ratings: pd.DataFrame, movies: pd.DataFrame) -> Split:
 
     users = pd.DataFrame({"user": np.arange(len(user_ids), dtype=np.int32), "user_id": user_ids})
     items = pd.DataFrame({"item": np.arange(len(item_ids), dtype=np.int32), "item_id": item_ids})
-    items = items.merge(movies, on="item_id", how="left")
     return Split(
         train=train[["user", "item", "rating", "timestamp"]].reset_index(drop=True),
         valid=valid[["user", "item"]].reset_index(drop=True),
         test=test[["user", "item"]].reset_index(drop=True),
         users=users,
         items=items,
+        movies=items.merge(movies, on="item_id", how="left"),
         dropped_duplicates=dropped,
         train_only_users=int(len(user_ids) - len(test)),
     )

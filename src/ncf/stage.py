@@ -93,7 +93,10 @@ def train_and_save(stage: str, kind: str, model: torch.nn.Module, data: TrainDat
         "valid": {k: round(v, 6) for k, v in result.best_valid.items()},
         "params": count_parameters(model),
     }
-    save_checkpoint(model, out, kind=kind, params=params.to_dict(), info=summary)
+    # Only what this stage depends on, so the same weights always give the same bytes.
+    made_by = {k: v for k, v in params.to_dict().items()
+               if k in ("seed", "num_negatives", "device", "train", kind)}
+    save_checkpoint(model, out, kind=kind, params=made_by, info=summary)
     write_tsv(result.history_frame(), curve)
     write_json(summary, metrics)
     log(stage, f"wrote {out} (best epoch {result.best_epoch}, valid hr@10 {summary['valid']['hr@10']:.4f})")

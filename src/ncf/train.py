@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import sys
 import time
 import zlib
@@ -36,9 +37,13 @@ class TrainingError(RuntimeError):
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device: cuda was asked for but no CUDA GPU is visible; set device: auto or cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("device: cuda was asked for but no CUDA GPU is visible; set device: auto or cpu")
+        # Same params, same GPU model -> same numbers (cuBLAS needs this set before its first call).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return torch.device(name)
 
 
