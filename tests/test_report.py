@@ -78,6 +78,8 @@ def test_build_writes_a_table_and_one_png_per_study(exp_show, tmp_path):
     assert (tmp_path / "experiments.md").read_text() == text
     assert "| 4 | [128, 64, 32] | 0.1320 ± 0.0032 |" in text
     assert "| 16 | [128, 64, 32] | 0.1500 |" in text
+    order = [text.index(f"\n| {n} | [128, 64, 32] |") for n in (1, 4, 8, 16)]
+    assert order == sorted(order)  # numeric order, not the order experiments ran in
     for png in ("num_negatives.png", "mlp_layers.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
         assert f"({png})" in text

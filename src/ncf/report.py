@@ -144,8 +144,10 @@ def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@1
         raise ValueError("no finished experiments with metrics/evaluate.json in `dvc exp show`")
     metrics = [m for m in metrics if m in df]
     extra = ["neumf.params"] if "neumf.params" in df else []
-    summary = aggregate(df, [*metrics, *extra])
     studies = varying(df)
+    summary = aggregate(df, [*metrics, *extra])
+    if studies:
+        summary = summary.sort_values(studies, key=lambda col: col.map(_sort_key), ignore_index=True)
     text = "# Experiments\n\n" + markdown(summary, studies, metrics) + "\n"
     for study in studies:
         name = study.removeprefix("params.").replace(".", "_")
