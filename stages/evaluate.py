@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ncf.config import load_params
-from ncf.evaluate import ItemMask, Popularity, rank_held_out, rank_sampled
+from ncf.evaluate import ItemMask, Popularity, rank_test
 from ncf.io import output_file, write_json, write_parquet
 from ncf.metrics import summarize
 from ncf.models import count_parameters, load_checkpoint
@@ -57,8 +57,8 @@ def main():
     report, ranks, models = {}, {"user": users, "item": targets}, {}
 
     def score(name, score_all, extra=None):
-        ranks[name] = rank_held_out(score_all, users, targets, mask, chunk, device)
-        sampled = rank_sampled(score_all, users, targets, positives, num_items, sample_seed, chunk, device)
+        ranks[name], sampled = rank_test(score_all, users, targets, mask, positives, num_items,
+                                         sample_seed, chunk, device)
         ranks[f"{name}_sampled"] = sampled
         report[name] = {**summarize(ranks[name], params.evaluate.ks),
                         **{f"sampled_{k}": v for k, v in summarize(sampled, (SAMPLED_K,)).items()},

@@ -186,7 +186,14 @@ def test_popularity_ranks_by_counts():
 
 # --- the paper's sampled protocol ------------------------------------------------------------------
 
-from ncf.evaluate import rank_sampled, sampled_negatives  # noqa: E402
+from ncf.evaluate import rank_test, sampled_negatives  # noqa: E402
+
+
+def rank_sampled(score_all, users, targets, mask, num_items, seed, chunk_users=1024):
+    """The sampled ranks of `rank_test`, whose full ranks are checked against rank_held_out."""
+    full, sampled = rank_test(score_all, users, targets, mask, mask, num_items, seed, chunk_users)
+    assert full.tolist() == rank_held_out(score_all, users, targets, mask, chunk_users).tolist()
+    return sampled
 
 
 def _positives(num_users=12, num_items=150, per_user=20, seed=0):

@@ -44,17 +44,28 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, rows=None, co
     return torch.where(target == -torch.inf, scores.shape[1] - 1, ranks)
 
 
+def _scored_chunks(score_all, users: np.ndarray, targets: np.ndarray, chunk_users: int, device):
+    """(users as numpy, users, targets, scores [chunk, num_items]) for each chunk of users."""
+    for start in range(0, len(users), chunk_users):
+        u_np = users[start:start + chunk_users]
+        u = torch.tensor(u_np, dtype=torch.int64, device=device)
+        t = torch.tensor(targets[start:start + chunk_users], dtype=torch.int64, device=device)
+        yield u_np, u, t, score_all(u)
+
+
+def _numpy(parts: list[torch.Tensor]) -> np.ndarray:
+    return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.int64)
+
+
 @torch.no_grad()
 def rank_held_out(score_all, users: np.ndarray, targets: np.ndarray, mask: ItemMask,
                   chunk_users: int = 1024, device="cpu") -> np.ndarray:
     """For each (user, target) pair, the target's rank among all items not masked for that user."""
     out = []
-    for start in range(0, len(users), chunk_users):
-        u = torch.tensor(users[start:start + chunk_users], dtype=torch.int64, device=device)
-        t = torch.tensor(targets[start:start + chunk_users], dtype=torch.int64, device=device)
+    for _, u, t, scores in _scored_chunks(score_all, users, targets, chunk_users, device):
         rows, cols = mask.rows_cols(u)
-        out.append(ranks_from_scores(score_all(u), t, rows, cols).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+        out.append(ranks_from_scores(scores, t, rows, cols).cpu())
+    return _numpy(out)
 
 
 SAMPLED_NEGATIVES = 99  # the paper's protocol: the test item among itself and 99 others
@@ -87,26 +98,27 @@ def sampled_negatives(users: np.ndarray, mask: ItemMask, num_items: int, seed: i
     return torch.where(picked.values == torch.iinfo(torch.int64).max, -1, picked.indices)
 
 
-@torch.no_grad()
-def rank_sampled(score_all, users: np.ndarray, targets: np.ndarray, mask: ItemMask, num_items: int,
-                 seed: int, chunk_users: int = 1024, device="cpu") -> np.ndarray:
-    """Rank of each target among itself and its user's sampled negatives (ties count against it).
+def sampled_ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor):
+    """Rank of targets[r] among the items negatives[r] (-1 = empty slot); ties count against it."""
+    target = torch.nan_to_num(scores.gather(1, targets[:, None]).float(), nan=-torch.inf)
+    neg = torch.nan_to_num(scores.gather(1, negatives.clamp(min=0)).float(), nan=-torch.inf)
+    beats = (neg >= target) & (negatives >= 0)
+    return torch.where(target[:, 0] == -torch.inf, negatives.shape[1], beats.sum(1))
 
-    `mask` must hold all of the user's known items (train, validation and test), so that no
-    negative is one of the user's own positives.
-    """
-    out = []
-    for start in range(0, len(users), chunk_users):
-        u_np = users[start:start + chunk_users]
-        negatives = sampled_negatives(u_np, mask, num_items, seed).to(device)
-        u = torch.tensor(u_np, dtype=torch.int64, device=device)
-        t = torch.tensor(targets[start:start + chunk_users], dtype=torch.int64, device=device)
-        scores = torch.nan_to_num(score_all(u).float(), nan=-torch.inf)
-        target = scores.gather(1, t[:, None])
-        neg = scores.gather(1, negatives.clamp(min=0))
-        beats = (neg >= target) & (negatives >= 0)
-        out.append(torch.where(target[:, 0] == -torch.inf, negatives.shape[1], beats.sum(1)).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+@torch.no_grad()
+def rank_test(score_all, users: np.ndarray, targets: np.ndarray, mask: ItemMask, positives: ItemMask,
+              num_items: int, seed: int, chunk_users: int = 1024, device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Full-ranking ranks (as `rank_held_out`, with `mask`) and the paper's sampled-protocol ranks
+    (among 99 negatives drawn from outside `positives`, which must hold all of each user's
+    items), both from one scoring pass over the users."""
+    full, sampled = [], []
+    for u_np, u, t, scores in _scored_chunks(score_all, users, targets, chunk_users, device):
+        negatives = sampled_negatives(u_np, positives, num_items, seed).to(device)
+        sampled.append(sampled_ranks_from_scores(scores, t, negatives).cpu())
+        rows, cols = mask.rows_cols(u)
+        full.append(ranks_from_scores(scores, t, rows, cols).cpu())
+    return _numpy(full), _numpy(sampled)
 
 
 class Popularity:
