@@ -6,10 +6,10 @@ STAMP  := $(VENV)/.installed-stamp
 # Stage commands call `python`: put the venv first so `dvc` runs every stage in it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup repro test test-fast bench lock clean-venv
+.PHONY: help setup repro test test-fast bench bench-scale lock clean-venv
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; run: make PYTHON=python3.11 ...")'
@@ -33,6 +33,9 @@ test-fast: setup  ## unit tests only (skips the slow end-to-end DVC tests)
 bench: setup  ## measure speed and memory against the seed lab; writes bench.json (about 6 minutes)
 	$(BIN)/dvc repro split
 	$(BIN)/python -m ncf.bench $(BENCH_ARGS)
+
+bench-scale: setup  ## time and memory of parse, split, a GMF epoch and evaluation at 0.1M-25M synthetic interactions (about 25 minutes)
+	$(BIN)/python -m ncf.scale $(SCALE_ARGS)
 
 lock: $(BIN)/python  ## re-pin every installed package into requirements.lock
 	{ head -n 2 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/\+cpu$$//'; } > requirements.lock.new

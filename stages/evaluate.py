@@ -69,7 +69,9 @@ def main():
         model.to(device).eval()
         models[kind] = model
         score(kind, model.score_all, {"params": count_parameters(model)})
-    score("popularity", Popularity(train["item"].to_numpy(np.int64), num_items, device).score_all)
+    # Popularity counts what the models were trained on: training, plus validation with train.refit.
+    seen = known if params.train.refit else train
+    score("popularity", Popularity(seen["item"].to_numpy(np.int64), num_items, device).score_all)
 
     write_json(report, args.metrics)
     write_parquet(pd.DataFrame(ranks), args.ranks)

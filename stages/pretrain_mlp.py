@@ -1,4 +1,9 @@
-"""pretrain_mlp: train the MLP (Adam, early stopping on validation HR@10) and keep its best epoch."""
+"""pretrain_mlp: train the MLP (Adam, early stopping on validation HR@10), then refit it.
+
+The best validation epoch, trained on training data only, goes to --select; with train.refit,
+the same model trained afresh on training + validation data for that many epochs goes to --out.
+With train.processes above one, the stage runs data-parallel under torchrun.
+"""
 
 import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
 
@@ -6,20 +11,22 @@ import torch
 
 from ncf.config import load_params
 from ncf.models import MLP
-from ncf.stage import read_split, run, train_and_save, training_args
-from ncf.train import resolve_device, stage_seed
+from ncf.stage import read_split, run, train_and_save, training, training_args
+from ncf.train import stage_seed
 
 
 def main():
     args = training_args(__doc__)
     params = load_params(args.params)
-    device = resolve_device(params.device)
-    data = read_split(args.split, device)
-    torch.manual_seed(stage_seed(params.seed, "pretrain_mlp:init"))
-    model = MLP(data.num_users, data.num_items, dim=params.mlp.dim, layers=list(params.mlp.layers))
-    train_and_save("pretrain_mlp", "mlp", model, data, params, device, optimizer="adam",
-                   lr=params.mlp.lr, l2=params.mlp.l2, out=args.out, curve=args.curve,
-                   metrics=args.metrics)
+    with training(params) as (world, device):
+        data = read_split(args.split, device)
+
+        def build():
+            torch.manual_seed(stage_seed(params.seed, "pretrain_mlp:init"))
+            return MLP(data.num_users, data.num_items, dim=params.mlp.dim, layers=list(params.mlp.layers))
+
+        train_and_save("pretrain_mlp", "mlp", build, data, params, device, world, args,
+                       optimizer="adam", lr=params.mlp.lr, l2=params.mlp.l2)
 
 
 if __name__ == "__main__":

@@ -103,12 +103,12 @@ def test_an_interrupted_training_stage_leaves_the_previous_outputs_untouched(tmp
     _tiny_split(tmp_path / "split")
     (tmp_path / "params.yaml").write_text(
         "train:\n  max_epochs: 100000\n  patience: 100000\n  batch_size: 64\ngmf:\n  dim: 4\n")
-    outputs = {name: tmp_path / name for name in ("gmf.pt", "gmf.tsv", "gmf.json")}
+    outputs = {name: tmp_path / name for name in ("gmf.pt", "select.pt", "gmf.tsv", "gmf.json")}
     for path in outputs.values():
         path.write_bytes(b"previous run")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "stages" / "pretrain_gmf.py"), "--split", "split",
-         "--out", "gmf.pt", "--curve", "gmf.tsv", "--metrics", "gmf.json"],
+         "--out", "gmf.pt", "--select", "select.pt", "--curve", "gmf.tsv", "--metrics", "gmf.json"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     for line in proc.stderr:  # wait until training is under way

@@ -60,7 +60,7 @@ def test_data_stages_read_no_training_params(name):
 def test_every_path_in_the_command_is_declared(name):
     stage = STAGES[name]
     declared = set(stage["deps"]) | set(_paths(stage.get("outs"))) | set(_paths(stage.get("metrics")))
-    for path in re.findall(r"--\w+ (\S+)", stage["cmd"]):
+    for path in re.findall(r"--[\w-]+ (\S+)", stage["cmd"]):
         inside = any(path == d or d.startswith(path.rstrip("/") + "/") for d in declared)
         assert inside, f"{name}: {path} is in cmd but not in deps/outs/metrics"
 

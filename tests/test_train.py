@@ -71,8 +71,11 @@ def test_validate_initial_counts_the_untrained_model_as_epoch_zero():
     trained = run_fit(GMF(data.num_users, data.num_items, dim=8), data)
     model = GMF(data.num_users, data.num_items, dim=8)
     model.load_state_dict(trained.state_dict)
-    # A learning rate that wrecks the model: epoch 0 (the starting point) must be kept.
-    result = run_fit(model, data, optimizer="sgd", lr=3.0, max_epochs=3, patience=3, validate_initial=True)
+    # A penalty that shrinks every embedding to ~0 (all scores tie, so HR@10 falls to 0):
+    # epoch 0, the starting point, must be kept.
+    result = run_fit(model, data, optimizer="sgd", lr=0.3, l2=20.0, max_epochs=3, patience=3,
+                     validate_initial=True)
+    assert max(row["valid_hr10"] for row in result.history[1:]) < result.history[0]["valid_hr10"]
     assert result.history[0]["epoch"] == 0 and result.history[0]["loss"] is None
     assert result.best_epoch == 0
     assert result.best_valid["hr@10"] == pytest.approx(trained.best_valid["hr@10"])
@@ -108,7 +111,7 @@ def test_diverging_loss_stops_with_a_message_naming_epoch_and_params():
 def test_epoch_samples_hold_every_positive_once_and_k_negatives_each():
     data = clustered()
     sampler = NegativeSampler(data.users, data.items, data.num_items)
-    users, items, labels = epoch_samples(data, sampler, 3, torch.Generator().manual_seed(0))
+    users, items, labels = epoch_samples(data.users, data.items, sampler, 3, torch.Generator().manual_seed(0))
     n = len(data.users)
     assert len(users) == 4 * n and labels.sum() == n
     pos = sorted(zip(users[labels == 1].tolist(), items[labels == 1].tolist()))

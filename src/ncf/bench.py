@@ -157,9 +157,10 @@ def part_train(split: Path, batch_size: int, repeats: int, epochs: int) -> dict:
     gen = torch.Generator().manual_seed(0)
 
     def project_epoch():
-        train_epoch(model, opt, *epoch_samples(data, sampler, NUM_NEGATIVES, gen), batch_size=batch_size, l2=0.0)
+        samples = epoch_samples(data.users, data.items, sampler, NUM_NEGATIVES, gen)
+        train_epoch(model, opt, *samples, batch_size=batch_size, l2=0.0)
 
-    made = epoch_samples(data, sampler, NUM_NEGATIVES, gen)
+    made = epoch_samples(data.users, data.items, sampler, NUM_NEGATIVES, gen)
 
     def floor_epoch():
         users, items, labels = made
@@ -189,7 +190,7 @@ def part_train(split: Path, batch_size: int, repeats: int, epochs: int) -> dict:
     seed_fresh = SeedNeuMF(data.num_users, data.num_items)
     seed_fresh_opt = torch.optim.Adam(seed_fresh.parameters(), lr=0.001)
     for _ in range(epochs):
-        train_epoch(fresh, fresh_opt, *epoch_samples(data, sampler, NUM_NEGATIVES, gen),
+        train_epoch(fresh, fresh_opt, *epoch_samples(data.users, data.items, sampler, NUM_NEGATIVES, gen),
                     batch_size=batch_size, l2=0.0)
         seed_epoch(seed_fresh, seed_fresh_opt, loader)
     out["valid_epochs"] = epochs

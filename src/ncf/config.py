@@ -21,6 +21,7 @@ DATASETS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m", "ml-late
 SOURCES = ("grouplens", "local", "pypi")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adam")
+BACKENDS = ("auto", "gloo", "nccl")
 
 
 class ParamsError(ValueError):
@@ -48,6 +49,9 @@ class TrainParams:
     batch_size: int = field(default=1024, metadata={"rule": AT_LEAST_1})
     max_epochs: int = field(default=60, metadata={"rule": AT_LEAST_1})
     patience: int = field(default=8, metadata={"rule": AT_LEAST_1})
+    refit: bool = True
+    processes: int = field(default=1, metadata={"rule": AT_LEAST_1})
+    backend: str = field(default="auto", metadata={"choices": BACKENDS})
 
 
 @dataclass(frozen=True)

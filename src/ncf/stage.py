@@ -8,19 +8,23 @@ atomically, so nothing that was already there is half-overwritten.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from ncf import distributed
 from ncf.config import Params, ParamsError, load_params
+from ncf.distributed import World
 from ncf.io import write_json, write_tsv
 from ncf.models import CheckpointError, count_parameters, save_checkpoint
 from ncf.movielens import DataError
-from ncf.train import TrainData, TrainingError, fit, stage_seed
+from ncf.train import TrainData, TrainingError, fit, resolve_device, stage_seed
 
 USER_ERRORS = (ParamsError, DataError, CheckpointError, TrainingError)
 
@@ -37,8 +41,14 @@ def training_args(doc: str, *checkpoints: str) -> argparse.Namespace:
     p = parser(doc)
     p.add_argument("--split", required=True, type=Path, help="input: the split stage's folder")
     for name in checkpoints:
-        p.add_argument(f"--{name}", required=True, type=Path, help=f"input: pretrained {name.upper()} checkpoint")
-    p.add_argument("--out", required=True, type=Path, help="output: checkpoint of the best validation epoch")
+        p.add_argument(f"--{name}", required=True, type=Path,
+                       help=f"input: pretrained {name.upper()} checkpoint (refit on training + validation)")
+        p.add_argument(f"--{name}-select", required=True, type=Path,
+                       help=f"input: pretrained {name.upper()} checkpoint trained on training data only")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output: the final checkpoint (refit on training + validation when train.refit)")
+    p.add_argument("--select", required=True, type=Path,
+                   help="output: checkpoint of the best validation epoch, trained on training data only")
     p.add_argument("--curve", required=True, type=Path, help="output: per-epoch TSV (loss, validation HR/NDCG@10)")
     p.add_argument("--metrics", required=True, type=Path, help="output: training summary JSON")
     return p.parse_args()
@@ -50,15 +60,33 @@ def _interrupt(signum, frame):
 
 def run(main: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
+    speaks = os.environ.get("RANK", "0") == "0"  # data-parallel ranks fail together; rank 0 says why
     try:
         main()
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if speaks:
+            print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: outputs are written atomically, so none was left half-written; "
-              "run `dvc repro` again to finish", file=sys.stderr)
+        if speaks:
+            print("interrupted: outputs are written atomically, so none was left half-written; "
+                  "run `dvc repro` again to finish", file=sys.stderr)
         sys.exit(130)
+
+
+@contextmanager
+def training(params: Params):
+    """(World, device) for a training stage.
+
+    With `train.processes` above one, the stage first re-executes itself under torchrun, and
+    each of the processes it starts joins the process group here.
+    """
+    if params.train.processes > 1 and not distributed.launched():
+        distributed.relaunch(params.train.processes)
+    device = resolve_device(params.device)
+    with distributed.start(params.train.processes, params.train.backend, params.train.batch_size,
+                           device) as (world, device):
+        yield world, device
 
 
 def log(stage: str, msg: str) -> None:
@@ -75,17 +103,26 @@ def read_split(folder: Path, device) -> TrainData:
     return TrainData.from_frames(train, valid, num_users, num_items, device=device)
 
 
-def train_and_save(stage: str, kind: str, model: torch.nn.Module, data: TrainData, params: Params,
-                   device, *, optimizer: str, lr: float, l2: float, out: Path, curve: Path,
-                   metrics: Path, validate_initial: bool = False) -> None:
-    """Fit `model`, keep its best validation epoch, write checkpoint, curve TSV and summary JSON."""
-    result = fit(
-        model, data, name=kind, num_negatives=params.num_negatives,
-        batch_size=params.train.batch_size, max_epochs=params.train.max_epochs,
-        patience=params.train.patience, optimizer=optimizer, lr=lr, l2=l2,
-        seed=stage_seed(params.seed, stage), device=device,
-        chunk_users=params.evaluate.chunk_users, validate_initial=validate_initial,
-    )
+def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], data: TrainData,
+                   params: Params, device, world: World, args: argparse.Namespace, *, optimizer: str,
+                   lr: float, l2: float, validate_initial: bool = False,
+                   build_refit: Callable[[], torch.nn.Module] | None = None) -> None:
+    """Train a model, choose its epochs on validation, refit, and write what the stage outputs.
+
+    1. `build()` is trained on the training data with early stopping on the validation item;
+       its best epoch goes to `args.select`, its curve to `args.curve`.
+    2. With `train.refit`, `(build_refit or build)()` is trained afresh on training + validation
+       data for exactly that many epochs (the validation item is each user's most recent
+       training signal), and that model goes to `args.out`; without it, `args.out` is a copy of
+       the selected model. Test is never looked at.
+    """
+    train = params.train
+    common = dict(name=kind, num_negatives=params.num_negatives, batch_size=train.batch_size,
+                  optimizer=optimizer, lr=lr, l2=l2, device=device, world=world)
+    model = build()
+    result = fit(model, data, max_epochs=train.max_epochs, patience=train.patience,
+                 seed=stage_seed(params.seed, stage), chunk_users=params.evaluate.chunk_users,
+                 validate_initial=validate_initial, **common)
     model.load_state_dict(result.state_dict)
     summary = {
         "best_epoch": result.best_epoch,
@@ -93,10 +130,26 @@ def train_and_save(stage: str, kind: str, model: torch.nn.Module, data: TrainDat
         "valid": {k: round(v, 6) for k, v in result.best_valid.items()},
         "params": count_parameters(model),
     }
+    final = model
+    if train.refit:
+        final = (build_refit or build)()
+        full = data.with_validation()
+        refit = fit(final, full, max_epochs=result.best_epoch, patience=train.patience,
+                    seed=stage_seed(params.seed, f"{stage}:refit"), select=False, **common)
+        final.load_state_dict(refit.state_dict)
+        last = refit.history[-1]["loss"] if refit.history else None
+        summary["refit"] = {"epochs": refit.epochs_run, "positives": len(full.users), "loss": last}
+    if not world.main:
+        return
     # Only what this stage depends on, so the same weights always give the same bytes.
     made_by = {k: v for k, v in params.to_dict().items()
                if k in ("seed", "num_negatives", "device", "train", kind)}
-    save_checkpoint(model, out, kind=kind, params=made_by, info=summary)
-    write_tsv(result.history_frame(), curve)
-    write_json(summary, metrics)
-    log(stage, f"wrote {out} (best epoch {result.best_epoch}, valid hr@10 {summary['valid']['hr@10']:.4f})")
+    save_checkpoint(model, args.select, kind=kind, params=made_by,
+                    info={**summary, "trained_on": "train"})
+    save_checkpoint(final, args.out, kind=kind, params=made_by,
+                    info={**summary, "trained_on": "train+valid" if train.refit else "train"})
+    write_tsv(result.history_frame(), args.curve)
+    write_json(summary, args.metrics)
+    how = f", refit {summary['refit']['epochs']} epochs on training + validation" if train.refit else ""
+    log(stage, f"wrote {args.out} (best epoch {result.best_epoch}, valid hr@10 "
+               f"{summary['valid']['hr@10']:.4f}{how})")

@@ -1,11 +1,17 @@
 """One training loop for GMF, MLP and NeuMF, with early stopping on the validation item.
 
 Each epoch draws fresh negatives for every training positive (sampling.py), shuffles positives
-and negatives together with an explicit generator, and steps through the tensors in batches:
-no Dataset, no DataLoader, no per-sample Python. After each epoch the validation HR@10 and
-NDCG@10 come from full ranking with the user's training items masked; the state kept is the
-best epoch on validation (never on test), and training stops after `patience` epochs without a
-better one.
+and negatives together with a generator seeded by (seed, epoch, rank), and steps through the
+tensors in batches: no Dataset, no DataLoader, no per-sample Python. After each epoch the
+validation HR@10 and NDCG@10 come from full ranking with the user's training items masked; the
+state kept is the best epoch on validation (never on test), and training stops after `patience`
+epochs without a better one. `fit(..., select=False)` instead trains a fixed number of epochs
+without validation: the refit on training + validation data (stage.py).
+
+Data-parallel (distributed.py): rank r of R trains on positives r, r + R, r + 2R, ... with its
+own negatives and batches of batch_size / R, so that one optimiser step sees the same global
+batch as one process would; DistributedDataParallel averages the gradients, every rank takes
+the same number of steps, and only rank 0 validates (its decision is broadcast).
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from ncf.distributed import World
 from ncf.evaluate import ItemMask, rank_held_out
 from ncf.metrics import hit_rate, ndcg
 from ncf.sampling import NegativeSampler
@@ -52,6 +60,12 @@ def stage_seed(seed: int, stage: str) -> int:
     return int(np.random.SeedSequence([seed, zlib.crc32(stage.encode())]).generate_state(1)[0])
 
 
+def epoch_generator(seed: int, epoch: int, rank: int, device) -> torch.Generator:
+    """The generator of one rank's negatives and shuffling in one epoch: seeded by all three."""
+    state = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(state)
+
+
 @dataclass
 class TrainData:
     """The training interactions and the validation items, ready on one device."""
@@ -78,6 +92,16 @@ class TrainData:
             valid_items=valid["item"].to_numpy(np.int64),
             mask=ItemMask(users, items, num_users, device=device),
         )
+
+    def with_validation(self) -> TrainData:
+        """Training and validation interactions together, with nothing left to validate on."""
+        device = self.users.device
+        users = torch.cat([self.users, torch.as_tensor(self.valid_users, device=device)])
+        items = torch.cat([self.items, torch.as_tensor(self.valid_items, device=device)])
+        none = np.zeros(0, np.int64)
+        return TrainData(users=users, items=items, num_users=self.num_users, num_items=self.num_items,
+                         valid_users=none, valid_items=none,
+                         mask=ItemMask(users.cpu().numpy(), items.cpu().numpy(), self.num_users, device=device))
 
 
 @dataclass
@@ -109,24 +133,31 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def epoch_samples(data: TrainData, sampler: NegativeSampler, num_negatives: int,
-                  generator: torch.Generator):
-    """All positives and freshly drawn negatives of one epoch, shuffled: (users, items, labels)."""
-    n = len(data.users)
-    negatives = sampler.sample(data.users, num_negatives, generator)
-    users = torch.cat([data.users, data.users.repeat_interleave(num_negatives)])
-    items = torch.cat([data.items, negatives.reshape(-1)])
+def epoch_samples(pos_users: torch.Tensor, pos_items: torch.Tensor, sampler: NegativeSampler,
+                  num_negatives: int, generator: torch.Generator):
+    """Positives and freshly drawn negatives of one epoch, shuffled: (users, items, labels)."""
+    n = len(pos_users)
+    negatives = sampler.sample(pos_users, num_negatives, generator)
+    users = torch.cat([pos_users, pos_users.repeat_interleave(num_negatives)])
+    items = torch.cat([pos_items, negatives.reshape(-1)])
     labels = torch.zeros(len(users), device=users.device)
     labels[:n] = 1.0
     order = torch.randperm(len(users), generator=generator, device=users.device)
     return users[order], items[order], labels[order]
 
 
-def train_epoch(model, opt, users, items, labels, *, batch_size: int, l2: float) -> float:
-    """One pass over prepared (users, items, labels) tensors; returns the mean loss."""
+def train_epoch(model, opt, users, items, labels, *, batch_size: int, l2: float,
+                steps: int | None = None) -> float:
+    """One pass over prepared (users, items, labels) tensors; returns the mean loss.
+
+    The samples are cut into `steps` batches of near-equal size, at most `batch_size` each
+    (by default as few as that allows); data-parallel ranks pass the same `steps`.
+    """
     total = torch.zeros((), device=users.device)
-    for lo in range(0, len(users), batch_size):
-        u, i, y = users[lo:lo + batch_size], items[lo:lo + batch_size], labels[lo:lo + batch_size]
+    steps = steps or -(-len(users) // batch_size)
+    bounds = [len(users) * k // steps for k in range(steps + 1)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        u, i, y = users[lo:hi], items[lo:hi], labels[lo:hi]
         reg = [] if l2 else None
         loss = F.binary_cross_entropy_with_logits(model(u, i, reg), y)
         if l2:
@@ -154,44 +185,69 @@ def fit(
     device,
     chunk_users: int = 1024,
     validate_initial: bool = False,
+    select: bool = True,
+    world: World = World(),
     log=None,
 ) -> FitResult:
     """Train `model` in place; return the best epoch's state (by validation HR@10, then NDCG@10).
 
     With `validate_initial`, the untrained state counts as epoch 0 (used for NeuMF after the
-    pretraining fusion, which may already be the best model).
+    pretraining fusion, which may already be the best model). With `select=False`, train exactly
+    `max_epochs` epochs without validating and return the last state (0 epochs: the initial one).
+    `batch_size` is the global batch: each of `world.size` ranks steps through batch_size / size.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not world.main:
+        log = lambda msg: None  # noqa: E731  (rank 0 speaks for all)
+    device = torch.device(device)
     model.to(device).train()
+    net = model
+    if world.size > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = make_optimizer(optimizer, model.parameters(), lr)
     sampler = NegativeSampler(data.users, data.items, data.num_items)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    shard_users, shard_items = data.users[world.rank::world.size], data.items[world.rank::world.size]
+    largest_shard = -(-len(data.users) // world.size)
+    local_batch = batch_size // world.size
+    steps = max(1, -(-largest_shard * (1 + num_negatives) // local_batch))
 
     history: list[dict] = []
     best_key, best_epoch, best_state, best_valid = None, 0, None, {}
 
+    def keep_state():
+        return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+
     def consider(epoch: int, loss: float | None) -> bool:
         nonlocal best_key, best_epoch, best_state, best_valid
-        valid = validate(model, data, chunk_users, device)
-        history.append({"epoch": epoch, "loss": loss, "valid_hr10": valid["hr@10"],
-                        "valid_ndcg10": valid["ndcg@10"]})
-        key = (valid["hr@10"], valid["ndcg@10"])
+        if not select:
+            history.append({"epoch": epoch, "loss": loss, "valid_hr10": None, "valid_ndcg10": None})
+            return False
+        hr, nd = world.from_main(list(validate(model, data, chunk_users, device).values())
+                                 if world.main else [0.0, 0.0], device)
+        valid = {"hr@10": hr, "ndcg@10": nd}
+        history.append({"epoch": epoch, "loss": loss, "valid_hr10": hr, "valid_ndcg10": nd})
+        key = (hr, nd)
         if best_key is None or key > best_key:
             best_key, best_epoch, best_valid = key, epoch, valid
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            best_state = keep_state()
             return True
         return False
 
-    if validate_initial:
+    if validate_initial and select:
         consider(0, None)
         log(f"[{name}] epoch 0 (before training): valid hr@10 {best_valid['hr@10']:.4f}")
 
-    bar = tqdm(range(1, max_epochs + 1), desc=name, unit="epoch", disable=None, file=sys.stderr)
+    what = name if select else f"{name} refit"
+    bar = tqdm(range(1, max_epochs + 1), desc=what, unit="epoch", file=sys.stderr,
+               disable=None if world.main else True)
     epoch = 0
     for epoch in bar:
         start = time.perf_counter()
-        samples = epoch_samples(data, sampler, num_negatives, generator)
-        mean_loss = train_epoch(model, opt, *samples, batch_size=batch_size, l2=l2)
+        generator = epoch_generator(seed, epoch, world.rank, device)
+        samples = epoch_samples(shard_users, shard_items, sampler, num_negatives, generator)
+        local = train_epoch(net, opt, *samples, batch_size=local_batch, l2=l2, steps=steps)
+        total, count = world.sum([local * len(samples[0]), len(samples[0])], device)
+        mean_loss = total / max(count, 1)
         if not math.isfinite(mean_loss):
             raise TrainingError(
                 f"{name}: the training loss became {mean_loss} in epoch {epoch}; "
@@ -200,15 +256,22 @@ def fit(
         improved = consider(epoch, round(mean_loss, 6))
         seconds = time.perf_counter() - start
         row = history[-1]
-        summary = (f"loss {mean_loss:.4f}  valid hr@10 {row['valid_hr10']:.4f} "
-                   f"ndcg@10 {row['valid_ndcg10']:.4f}  {seconds:.1f}s{'  *' if improved else ''}")
+        summary = f"loss {mean_loss:.4f}"
+        if select:
+            summary += (f"  valid hr@10 {row['valid_hr10']:.4f} ndcg@10 {row['valid_ndcg10']:.4f}"
+                        f"{'  *' if improved else ''}")
+        summary += f"  {seconds:.1f}s"
         if bar.disable:
-            log(f"[{name}] epoch {epoch}: {summary}")
+            log(f"[{what}] epoch {epoch}: {summary}")
         else:
             bar.set_postfix_str(summary)
-        if epoch - best_epoch >= patience:
+        if select and epoch - best_epoch >= patience:
             break
     bar.close()
+    if not select:
+        log(f"[{what}] trained {epoch} epochs on {len(data.users):,} positives")
+        return FitResult(best_epoch=epoch, best_valid={}, epochs_run=epoch, state_dict=keep_state(),
+                         history=history)
     log(f"[{name}] best epoch {best_epoch} of {epoch}: valid hr@10 {best_valid['hr@10']:.4f} "
         f"ndcg@10 {best_valid['ndcg@10']:.4f}")
     return FitResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=epoch,

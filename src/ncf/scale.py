@@ -1,0 +1,163 @@
+"""`make bench-scale`: time and peak memory of the data path from 0.1 M to 25 M interactions.
+
+For each size, a synthetic release shaped like MovieLens-25M (`ncf.synthetic`: 162,541 users
+and 59,047 movies at 25 M ratings; fewer users, same ratings per user, below that) is written
+as a GroupLens-style zip, then four steps run, each in a process of its own so that its peak
+memory (ru_maxrss, imports included) is its own:
+- parse: read the zip from disk (the `local` source) and write the canonical parquet files;
+- split: leave-one-out by time, contiguous ids, the split's parquet files;
+- gmf_epoch: one GMF epoch (dim 64, biases, 4 negatives, Adam) with its negative sampling,
+  at `--batch-size` (default 65,536: at batch 1,024 the dense Adam step over 14 M embedding
+  weights, repeated 122 k times, dominates at 25 M);
+- eval: GMF full ranking of every user's test item over all movies, chunked by users.
+Writes `scale.json` and `scale.png` (seconds and peak memory against interactions) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+STEPS = ("parse", "split", "gmf_epoch", "eval")
+DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000, 25_000_000)
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def step(name: str, work: Path, batch_size: int) -> dict:
+    from ncf.evaluate import ItemMask, rank_held_out
+    from ncf.io import write_parquet
+    from ncf.models import GMF
+    from ncf.movielens import load_release
+    from ncf.sampling import NegativeSampler
+    from ncf.split import leave_one_out
+    from ncf.train import TrainData, epoch_samples, make_optimizer, train_epoch
+
+    out: dict = {}
+    start = time.perf_counter()
+    if name == "parse":
+        ratings, movies, _ = load_release("ml-25m", ("local",), local_zip=str(work / "release.zip"),
+                                          verify=False, log=lambda _: None)
+        write_parquet(ratings, work / "ratings.parquet")
+        write_parquet(movies, work / "movies.parquet")
+        out["rows"] = len(ratings)
+    elif name == "split":
+        split = leave_one_out(pd.read_parquet(work / "ratings.parquet"), pd.read_parquet(work / "movies.parquet"))
+        for part in ("train", "valid", "test", "users", "items"):
+            write_parquet(getattr(split, part), work / "split" / f"{part}.parquet")
+        out.update(users=len(split.users), items=len(split.items), train=len(split.train))
+    else:
+        folder = work / "split"
+        train, valid = pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "valid.parquet")
+        num_users = len(pd.read_parquet(folder / "users.parquet"))
+        num_items = len(pd.read_parquet(folder / "items.parquet"))
+        torch.manual_seed(0)
+        model = GMF(num_users, num_items, dim=64, biases=True)
+        if name == "gmf_epoch":
+            data = TrainData.from_frames(train, valid, num_users, num_items)
+            opt = make_optimizer("adam", model.parameters(), 0.002)
+            sampler = NegativeSampler(data.users, data.items, num_items)
+            out["setup_s"] = round(time.perf_counter() - start, 2)
+            start = time.perf_counter()
+            samples = epoch_samples(data.users, data.items, sampler, 4, torch.Generator().manual_seed(0))
+            out["loss"] = round(train_epoch(model, opt, *samples, batch_size=batch_size, l2=0.003), 4)
+            out["samples"] = len(samples[0])
+        else:
+            test = pd.read_parquet(folder / "test.parquet")
+            known = pd.concat([train[["user", "item"]], valid])
+            mask = ItemMask(known["user"].to_numpy(np.int64), known["item"].to_numpy(np.int64), num_users)
+            model.eval()
+            ranks = rank_held_out(model.score_all, test["user"].to_numpy(np.int64),
+                                  test["item"].to_numpy(np.int64), mask, chunk_users=1024)
+            out["ranked"] = len(ranks)
+    out["seconds"] = round(time.perf_counter() - start, 2)
+    out["peak_rss_mb"] = round(_peak_mb(), 1)
+    return out
+
+
+def run_step(name: str, work: Path, batch_size: int) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "ncf.scale", "--step", name, "--work", str(work),
+                           "--batch-size", str(batch_size)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"scale step {name} failed in {work}:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, marker in zip(STEPS, "osD^"):
+        part = frame[frame["step"] == name]
+        left.plot(part["interactions"], part["seconds"], marker=marker, label=name)
+        right.plot(part["interactions"], part["peak_rss_mb"] / 1024, marker=marker, label=name)
+    xs = np.array(sorted(frame["interactions"].unique()), dtype=float)
+    ref = frame[frame["step"] == "parse"]["seconds"].iloc[0] * xs / xs[0]
+    left.plot(xs, ref, color="grey", linestyle=":", label="linear growth")
+    for ax, label in ((left, "seconds"), (right, "peak memory (GiB)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("interactions (synthetic, shaped like MovieLens-25M)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    left.set_yscale("log")
+    left.set_title("Time per step")
+    right.set_title("Peak memory per step (own process)")
+    left.legend(fontsize=8)
+    fig.suptitle(f"Data path at scale: {platform.machine()}, {torch.get_num_threads()} threads, "
+                 f"torch {torch.__version__}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=float, nargs="+", default=DEFAULT_SIZES, help="interactions per run")
+    p.add_argument("--work", type=Path, default=Path("/tmp/ncf-scale"), help="scratch folder for the zips")
+    p.add_argument("--batch-size", type=int, default=65_536, help="GMF epoch batch (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("docs/scale"), help="folder for scale.json and scale.png")
+    p.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.step:
+        print(json.dumps(step(args.step, args.work, args.batch_size)))
+        return
+
+    from ncf.synthetic import write_zip
+
+    rows = []
+    for size in map(int, args.sizes):
+        work = args.work / f"{size}"
+        (work / "split").mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        n = write_zip(work / "release.zip", size)
+        print(f"{size:>11,}: wrote the zip ({n:,} ratings) in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+        for name in STEPS:
+            result = run_step(name, work, args.batch_size)
+            rows.append({"interactions": n, "step": name, **result})
+            print(f"{size:>11,}: {name:<10} {result['seconds']:>8.2f}s  peak {result['peak_rss_mb']:>8,.0f} MB",
+                  file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "batch_size": args.batch_size}
+    (args.out / "scale.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+    plot(rows, args.out / "scale.png")
+    print(f"wrote {args.out / 'scale.json'} and {args.out / 'scale.png'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

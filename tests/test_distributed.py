@@ -1,0 +1,162 @@
+"""Data-parallel training: two gloo processes under torchrun train like one process.
+
+The stage script is run as users run it (`train.processes: 2` makes it relaunch itself under
+torchrun) on a small clustered dataset, and compared with the same params at one process and
+the same global batch. The negatives differ (each rank draws its own), so the comparison is
+statistical, with these tolerances:
+- every epoch's mean training loss within 15 % (relative) of the single process's;
+- validation HR@10 and NDCG@10 of the kept epoch within 0.1 of the single process's.
+One optimiser step is also checked exactly: two ranks with half a batch each end up with the
+same weights as one process with the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ncf.models import GMF, load_checkpoint
+from ncf.train import make_optimizer, train_epoch
+
+ROOT = Path(__file__).resolve().parents[1]
+USERS, ITEMS = 300, 60
+
+
+def _clustered_split(folder: Path) -> None:
+    """Users of cluster c like items i with i % 3 == c: a model that learns ranks well."""
+    rng = np.random.default_rng(0)
+    rows = {"train": [], "valid": [], "test": []}
+    for user in range(USERS):
+        liked = rng.permutation([i for i in range(ITEMS) if i % 3 == user % 3])[:12]
+        rows["train"] += [(user, int(i)) for i in liked[:-2]]
+        rows["valid"].append((user, int(liked[-2])))
+        rows["test"].append((user, int(liked[-1])))
+    folder.mkdir(parents=True)
+    for name, pairs in rows.items():
+        pd.DataFrame(pairs, columns=["user", "item"]).to_parquet(folder / f"{name}.parquet")
+    pd.DataFrame({"user": range(USERS)}).to_parquet(folder / "users.parquet")
+    pd.DataFrame({"item": range(ITEMS)}).to_parquet(folder / "items.parquet")
+
+
+def _train(tmp_path: Path, processes: int) -> tuple[dict, pd.DataFrame, Path, str]:
+    work = tmp_path / f"p{processes}"
+    work.mkdir()
+    (work / "params.yaml").write_text(
+        "num_negatives: 2\n"
+        f"train:\n  batch_size: 256\n  max_epochs: 8\n  patience: 8\n  processes: {processes}\n  backend: gloo\n"
+        "gmf:\n  dim: 8\n  lr: 0.03\n  l2: 0.0\ndevice: cpu\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "pretrain_gmf.py"), "--split", str(tmp_path / "split"),
+         "--out", "gmf.pt", "--select", "select.pt", "--curve", "curve.tsv", "--metrics", "gmf.json"],
+        cwd=work, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((work / "gmf.json").read_text())
+    return summary, pd.read_csv(work / "curve.tsv", sep="\t"), work, proc.stderr
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path):
+    _clustered_split(tmp_path / "split")
+    one, one_curve, _, _ = _train(tmp_path, 1)
+    two, two_curve, work, stderr = _train(tmp_path, 2)
+
+    assert stderr.count("[pretrain_gmf] wrote") == 1  # rank 0 alone writes and reports
+    losses = one_curve.dropna(subset=["loss"]).merge(two_curve.dropna(subset=["loss"]), on="epoch")
+    assert len(losses) >= 3
+    rel = (losses["loss_y"] - losses["loss_x"]).abs() / losses["loss_x"]
+    assert rel.max() < 0.15, losses
+    assert losses["loss_y"].iloc[-1] < 0.7 * losses["loss_y"].iloc[0]  # and it learned
+    for metric in ("hr@10", "ndcg@10"):
+        assert abs(two["valid"][metric] - one["valid"][metric]) <= 0.1, (one, two)
+    assert two["refit"]["epochs"] == two["best_epoch"]
+
+    # What rank 0 wrote is a plain checkpoint that the single-process code loads.
+    model, ckpt = load_checkpoint(work / "gmf.pt", "gmf", {"num_users": USERS, "num_items": ITEMS, "dim": 8})
+    assert ckpt["params"]["train"]["processes"] == 2
+    assert ckpt["info"]["trained_on"] == "train+valid"
+    assert model.score_all(torch.arange(USERS)).shape == (USERS, ITEMS)
+    assert not [p for p in work.iterdir() if p.name.endswith(".tmp")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    users = torch.randint(USERS, (64,), generator=g)
+    items = torch.randint(ITEMS, (64,), generator=g)
+    labels = (torch.rand(64, generator=g) < 0.3).float()
+    return users, items, labels
+
+
+def _model():
+    torch.manual_seed(0)
+    return GMF(USERS, ITEMS, dim=8, biases=True)
+
+
+def _one_ddp_step(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        model = _model()
+        net = torch.nn.parallel.DistributedDataParallel(model)
+        opt = make_optimizer("adam", model.parameters(), 0.01)
+        users, items, labels = (t[rank::2] for t in _batch())
+        train_epoch(net, opt, users, items, labels, batch_size=32, l2=0.01, steps=1)
+        if rank == 0:
+            torch.save(model.state_dict(), out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_one_data_parallel_step_equals_one_step_on_the_whole_batch(tmp_path):
+    out = str(tmp_path / "ddp.pt")
+    mp.spawn(_one_ddp_step, args=(_free_port(), out), nprocs=2, join=True)
+    model = _model()
+    opt = make_optimizer("adam", model.parameters(), 0.01)
+    users, items, labels = _batch()
+    # The global batch in the order the two ranks split it: the loss is a mean, so order is moot.
+    train_epoch(model, opt, users, items, labels, batch_size=64, l2=0.01, steps=1)
+    ddp = torch.load(out, weights_only=True)
+    start = _model().state_dict()
+    for key, value in model.state_dict().items():
+        assert not torch.equal(value, start[key]) or key.endswith("bias.weight"), key
+        torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_mismatched_processes_and_uneven_batches_are_refused():
+    from ncf.config import ParamsError
+    from ncf.distributed import start
+
+    with pytest.raises(ParamsError, match="train.processes is 2 but torchrun started 3"):
+        os.environ.update(WORLD_SIZE="3", RANK="0")
+        try:
+            with start(2, "gloo", 64, torch.device("cpu")):
+                pass
+        finally:
+            del os.environ["WORLD_SIZE"], os.environ["RANK"]
+    with pytest.raises(ParamsError, match="does not split evenly over train.processes 3"):
+        os.environ.update(WORLD_SIZE="3", RANK="0")
+        try:
+            with start(3, "gloo", 64, torch.device("cpu")):
+                pass
+        finally:
+            del os.environ["WORLD_SIZE"], os.environ["RANK"]
+    with pytest.raises(ParamsError, match="nccl needs CUDA"):
+        from ncf.distributed import backend_for
+        backend_for("nccl", torch.device("cpu"))

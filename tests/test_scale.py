@@ -1,0 +1,42 @@
+"""The synthetic MovieLens-25M-shaped release and the scale benchmark built on it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ncf.movielens import load_release
+from ncf.scale import main as scale_main
+from ncf.synthetic import ML25M_ITEMS, ML25M_RATINGS, ML25M_USERS, write_zip
+
+
+def test_synthetic_release_parses_like_ml25m_and_keeps_movielens_rules(tmp_path):
+    n = write_zip(tmp_path / "ml-25m.zip", 20_000)
+    assert abs(n - 20_000) <= 200  # within 1 %
+    ratings, movies, source = load_release("ml-25m", ("local",), local_zip=str(tmp_path / "ml-25m.zip"),
+                                           verify=False, log=lambda _: None)
+    assert source == "local" and len(ratings) == n
+    per_user = ratings.groupby("user_id").size()
+    assert per_user.min() >= 20  # as in MovieLens
+    assert len(per_user) == round(20_000 * ML25M_USERS / ML25M_RATINGS)
+    assert not ratings.duplicated(["user_id", "item_id"]).any()
+    assert ratings.groupby("user_id")["timestamp"].apply(lambda t: t.is_monotonic_increasing).all()
+    assert set(ratings["item_id"]) <= set(movies["item_id"])
+    assert movies["title"].str.startswith("Synthetic Movie").all() and movies["year"].notna().all()
+    assert ratings["item_id"].nunique() <= ML25M_ITEMS
+
+
+def test_scale_bench_measures_every_step_at_every_size(tmp_path):
+    scale_main(["--sizes", "3000", "6000", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+                "--batch-size", "4096"])
+    report = json.loads((tmp_path / "out" / "scale.json").read_text())
+    rows = {(round(row["interactions"], -3), row["step"]): row for row in report["rows"]}
+    assert set(rows) == {(k, s) for k in (3000, 6000) for s in ("parse", "split", "gmf_epoch", "eval")}
+    for (size, step), row in rows.items():
+        assert row["seconds"] >= 0 and row["peak_rss_mb"] > 0
+        if step == "eval":  # every user's test item was ranked
+            assert row["ranked"] == rows[size, "split"]["users"] == round(size * ML25M_USERS / ML25M_RATINGS)
+        if row["step"] == "gmf_epoch":
+            assert np.isfinite(row["loss"]) and row["samples"] > 4 * row["interactions"] * 0.9
+    assert (tmp_path / "out" / "scale.png").stat().st_size > 10_000
