@@ -225,3 +225,28 @@ def unchanged():
                                        msg="tensor was mutated")
         else:
             np.testing.assert_array_equal(obj, before)
+
+
+def write_clustered_split(folder, users: int, items: int, liked: int) -> None:
+    """A split stage folder where users of cluster c like items i with i % 3 == c.
+
+    Each user likes `liked` items of their cluster, in random order: all but the last two are
+    training, then one validation and one test item. Models that learn rank well on it.
+    """
+    rng = np.random.default_rng(0)
+    rows = {"train": [], "valid": [], "test": []}
+    for user in range(users):
+        chosen = rng.permutation([i for i in range(items) if i % 3 == user % 3])[:liked]
+        rows["train"] += [(user, int(i)) for i in chosen[:-2]]
+        rows["valid"].append((user, int(chosen[-2])))
+        rows["test"].append((user, int(chosen[-1])))
+    folder.mkdir(parents=True)
+    for name, pairs in rows.items():
+        pd.DataFrame(pairs, columns=["user", "item"]).to_parquet(folder / f"{name}.parquet")
+    pd.DataFrame({"user": range(users)}).to_parquet(folder / "users.parquet")
+    pd.DataFrame({"item": range(items)}).to_parquet(folder / "items.parquet")
+
+
+@pytest.fixture
+def clustered_split():
+    return write_clustered_split

@@ -125,7 +125,7 @@ def test_string_float_from_dvc_is_accepted(raw):
 
 
 def test_string_float_through_load_params(tmp_path, raw):
-    text = PARAMS_YAML.read_text(encoding="utf-8").replace("lr: 0.002", "lr: 1e-5", 1)
+    text = PARAMS_YAML.read_text(encoding="utf-8").replace("lr: 0.001", "lr: 1e-5", 1)  # the first lr is gmf.lr
     assert "lr: 1e-5" in text
     path = tmp_path / "params.yaml"
     path.write_text(text, encoding="utf-8")
@@ -230,3 +230,22 @@ def test_top_level_not_a_mapping(tmp_path):
 def test_huge_int_for_a_float_is_a_params_error(raw):
     msg = error_of(with_value(raw, "data.timeout_s", 10**400))
     assert "data.timeout_s" in msg
+
+
+def test_every_param_is_documented_in_the_readme_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+    def keys(cls, prefix=""):
+        for f in dataclasses.fields(cls):
+            default = getattr(cls, f.name, None)  # a section's default is an instance of its class
+            if dataclasses.is_dataclass(default):
+                yield from keys(type(default), f"{prefix}{f.name}.")
+            else:
+                yield f"{prefix}{f.name}"
+
+    missing = [k for k in keys(Params) if f"| `{k}` |" not in readme]
+    assert not missing, f"README's param table lacks {missing}"
+
+
+def test_the_committed_params_are_the_documented_defaults():
+    assert load_params(Path(__file__).resolve().parents[1] / "params.yaml") == Params()

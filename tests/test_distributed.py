@@ -19,7 +19,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -31,22 +30,6 @@ from ncf.train import make_optimizer, train_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS, ITEMS = 300, 60
-
-
-def _clustered_split(folder: Path) -> None:
-    """Users of cluster c like items i with i % 3 == c: a model that learns ranks well."""
-    rng = np.random.default_rng(0)
-    rows = {"train": [], "valid": [], "test": []}
-    for user in range(USERS):
-        liked = rng.permutation([i for i in range(ITEMS) if i % 3 == user % 3])[:12]
-        rows["train"] += [(user, int(i)) for i in liked[:-2]]
-        rows["valid"].append((user, int(liked[-2])))
-        rows["test"].append((user, int(liked[-1])))
-    folder.mkdir(parents=True)
-    for name, pairs in rows.items():
-        pd.DataFrame(pairs, columns=["user", "item"]).to_parquet(folder / f"{name}.parquet")
-    pd.DataFrame({"user": range(USERS)}).to_parquet(folder / "users.parquet")
-    pd.DataFrame({"item": range(ITEMS)}).to_parquet(folder / "items.parquet")
 
 
 def _train(tmp_path: Path, processes: int) -> tuple[dict, pd.DataFrame, Path, str]:
@@ -67,8 +50,8 @@ def _train(tmp_path: Path, processes: int) -> tuple[dict, pd.DataFrame, Path, st
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path):
-    _clustered_split(tmp_path / "split")
+def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path, clustered_split):
+    clustered_split(tmp_path / "split", users=USERS, items=ITEMS, liked=12)
     one, one_curve, _, _ = _train(tmp_path, 1)
     two, two_curve, work, stderr = _train(tmp_path, 2)
 

@@ -95,3 +95,24 @@ def test_report_command_reads_saved_json_and_refuses_empty(exp_show, tmp_path, c
         cli.main(["report", "--from-json", str(saved), "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2
     assert "no finished experiments" in capsys.readouterr().err
+
+
+def test_vary_keeps_the_baseline_and_experiments_that_differ_only_there(exp_show, tmp_path):
+    text = build(exp_show, tmp_path, vary=["mlp.layers"])
+    assert "| mlp.layers | neumf.hr@10 | neumf.ndcg@10 | seeds |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| [")]
+    # The baseline's 5 seeds form one configuration; the negatives study is left out.
+    assert sorted(rows) == ["| [128, 64, 32] | 0.1320 ± 0.0032 | 0.0660 ± 0.0016 | 5 |",
+                            "| [512, 256] | 0.1250 | 0.0625 | 1 |", "| [64, 32] | 0.1200 | 0.0600 | 1 |"]
+    assert not (tmp_path / "num_negatives.png").exists() and (tmp_path / "mlp_layers.png").exists()
+    with pytest.raises(ValueError, match="--vary mlp.depth: no such param"):
+        build(exp_show, tmp_path, vary=["mlp.depth"])
+
+
+def test_vary_seed_draws_every_models_spread_over_seeds(exp_show, tmp_path):
+    text = build(exp_show, tmp_path / "seeds", vary=["seed"])
+    assert "| 4 | 0.1320 ± 0.0032 | 0.0660 ± 0.0016 | 5 |" not in text  # no study column
+    assert "0.1320 ± 0.0032" in text
+    per_seed = [line for line in text.splitlines() if line.startswith("| 3 |")]
+    assert per_seed == ["| 3 | 0.1360 | 0.1000 |"]  # neumf, gmf of seed 3
+    assert (tmp_path / "seeds" / "seeds.png").read_bytes()[:4] == b"\x89PNG"

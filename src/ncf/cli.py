@@ -128,14 +128,14 @@ def report(args) -> None:
         text = args.from_json.read_text()
     else:
         dvc = Path(sys.executable).parent / "dvc"
-        proc = subprocess.run([str(dvc) if dvc.exists() else "dvc", "exp", "show", "--json"],
-                              capture_output=True, text=True)
+        cmd = [str(dvc) if dvc.exists() else "dvc", "exp", "show", "--json"]
+        proc = subprocess.run(cmd + (["--all-commits"] if args.all_commits else []), capture_output=True, text=True)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
             raise CliError(f"`dvc exp show --json` failed: {last}")
         text = proc.stdout
     try:
-        print(build(json.loads(text), args.out))
+        print(build(json.loads(text), args.out, vary=args.vary))
     except (ValueError, KeyError) as exc:
         raise CliError(str(exc)) from None
     print(f"(written to {args.out}/)")
@@ -172,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
                                       "per param that varies (the lab's studies)."))
     rep.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: %(default)s)")
     rep.add_argument("--from-json", type=Path, help="read a saved `dvc exp show --json` instead of running it")
+    rep.add_argument("--all-commits", action="store_true",
+                     help="also read experiments based on earlier commits (dvc exp show --all-commits)")
+    rep.add_argument("--vary", action="append", metavar="PARAM",
+                     help=("report only the baseline commit and the experiments that differ from it in "
+                           "PARAM (repeatable) or the seed, e.g. --vary mlp.layers; --vary seed gives the "
+                           "spread over seeds of every model"))
     rep.set_defaults(func=report)
     return parser
 

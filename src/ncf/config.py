@@ -58,8 +58,8 @@ class TrainParams:
 class GMFParams:
     dim: int = field(default=64, metadata={"rule": AT_LEAST_1})
     biases: bool = True
-    lr: float = field(default=0.002, metadata={"rule": POSITIVE})
-    l2: float = field(default=0.003, metadata={"rule": NON_NEGATIVE})
+    lr: float = field(default=0.001, metadata={"rule": POSITIVE})
+    l2: float = field(default=0.01, metadata={"rule": NON_NEGATIVE})
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class Params:
     seed: int = field(default=0, metadata={"rule": NON_NEGATIVE})
-    num_negatives: int = field(default=4, metadata={"rule": AT_LEAST_1})
+    num_negatives: int = field(default=8, metadata={"rule": AT_LEAST_1})
     device: str = field(default="auto", metadata={"choices": DEVICES})
     data: DataParams = DataParams()
     train: TrainParams = TrainParams()

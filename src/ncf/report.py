@@ -53,6 +53,21 @@ def collect(exp_show: list[dict], include_workspace: bool = False) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def only_varying(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The first row (the baseline commit) and the rows that differ from it only in `keys` or seed.
+
+    Keeps a study's report clean of other experiments in the same repository (a tuning run that
+    changed another param, say).
+    """
+    allowed = {f"params.{k}" for k in keys} | {f"params.{k}" for k in IGNORED}
+    unknown = [k for k in keys if f"params.{k}" not in df]
+    if unknown:
+        raise ValueError(f"--vary {unknown[0]}: no such param in the experiments")
+    fixed = [c for c in df.columns if c.startswith("params.") and c not in allowed]
+    base = df.iloc[0][fixed].astype(str)
+    return df[(df[fixed].astype(str) == base).all(axis=1)].reset_index(drop=True)
+
+
 def config_keys(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith("params.") and c[len("params."):] not in IGNORED]
 
@@ -137,11 +152,46 @@ def _sort_key(value):
     return (1, str(parsed))
 
 
-def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@10")) -> str:
-    """Write out/experiments.md and one PNG per study; return the markdown."""
+def seeds_figure(df: pd.DataFrame, metric: str, path: Path) -> None:
+    """Every model's test `metric` for each seed of one configuration: dots, mean and spread."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ncf.io import output_file
+
+    models = [m for m in ("neumf", "gmf", "mlp", "popularity") if f"{m}.{metric}" in df]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for x, model in enumerate(models):
+        values = df[f"{model}.{metric}"].astype(float)
+        ax.scatter([x] * len(values), values, color="#4C72B0", alpha=0.7, zorder=3)
+        mean, std = values.mean(), values.std(ddof=1)
+        ax.errorbar([x + 0.18], [mean], yerr=[std if pd.notna(std) else 0], fmt="D", color="black", capsize=5)
+        ax.annotate(f"{mean:.4f} ± {std:.4f}", (x + 0.24, mean), fontsize=8, va="center")
+    seeds = ", ".join(str(s) for s in sorted(df["params.seed"])) if "params.seed" in df else "?"
+    ax.set(xticks=range(len(models)), xticklabels=models, ylabel=f"test {metric}",
+           title=f"Test {metric} by model over seeds {seeds} (dots: seeds; diamond: mean ± std)")
+    ax.set_xlim(-0.5, len(models) - 0.2)
+    ax.grid(axis="y", alpha=0.3)
+    with output_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@10"),
+          vary: list[str] | None = None) -> str:
+    """Write out/experiments.md and one PNG per study; return the markdown.
+
+    With `vary`, only the baseline and the experiments that differ from it in those params (or
+    the seed) are reported. When they differ in the seed alone, the figure is `seeds.png`: every
+    model's HR@10 per seed with mean and standard deviation.
+    """
     df = collect(exp_show)
     if df.empty:
         raise ValueError("no finished experiments with metrics/evaluate.json in `dvc exp show`")
+    if vary:
+        df = only_varying(df, vary)
     metrics = [m for m in metrics if m in df]
     extra = ["neumf.params"] if "neumf.params" in df else []
     studies = varying(df)
@@ -149,6 +199,15 @@ def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@1
     if studies:
         summary = summary.sort_values(studies, key=lambda col: col.map(_sort_key), ignore_index=True)
     text = "# Experiments\n\n" + markdown(summary, studies, metrics) + "\n"
+    if not studies and "params.seed" in df and df["params.seed"].nunique() > 1:
+        dedup = df.drop_duplicates(subset=["params.seed"])
+        seeds_figure(dedup, metrics[0].split(".", 1)[1], out / "seeds.png")
+        models = [m for m in ("neumf", "gmf", "mlp", "popularity") if f"{m}.{metrics[0].split('.', 1)[1]}" in df]
+        text += "\n| seed | " + " | ".join(models) + " |\n|---|" + "---|" * len(models) + "\n"
+        key = metrics[0].split(".", 1)[1]
+        for _, row in dedup.sort_values("params.seed").iterrows():
+            text += f"| {row['params.seed']} | " + " | ".join(f"{row[f'{m}.{key}']:.4f}" for m in models) + " |\n"
+        text += "\n![seeds](seeds.png)\n"
     for study in studies:
         name = study.removeprefix("params.").replace(".", "_")
         study_figure(summary, study, [s for s in studies if s != study], metrics[0], out / f"{name}.png")

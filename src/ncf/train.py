@@ -96,8 +96,8 @@ class TrainData:
     def with_validation(self) -> TrainData:
         """Training and validation interactions together, with nothing left to validate on."""
         device = self.users.device
-        users = torch.cat([self.users, torch.as_tensor(self.valid_users, device=device)])
-        items = torch.cat([self.items, torch.as_tensor(self.valid_items, device=device)])
+        users = torch.cat([self.users, torch.as_tensor(self.valid_users.copy(), device=device)])
+        items = torch.cat([self.items, torch.as_tensor(self.valid_items.copy(), device=device)])
         none = np.zeros(0, np.int64)
         return TrainData(users=users, items=items, num_users=self.num_users, num_items=self.num_items,
                          valid_users=none, valid_items=none,
