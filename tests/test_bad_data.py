@@ -109,14 +109,16 @@ def test_an_interrupted_training_stage_leaves_the_previous_outputs_untouched(tmp
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "stages" / "pretrain_gmf.py"), "--split", "split",
          "--out", "gmf.pt", "--select", "select.pt", "--curve", "gmf.tsv", "--metrics", "gmf.json"],
-        cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+        # A shell that starts jobs in the background makes them ignore SIGINT; undo that here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     for line in proc.stderr:  # wait until training is under way
         if "epoch 2:" in line or time.monotonic() > deadline:
             break
     proc.send_signal(signum)
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=30) == 130
+    rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130
     assert rest.strip().splitlines()[-1].startswith("interrupted: ")
     assert "Traceback" not in rest
     for path in outputs.values():

@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ncf.config import ParamsError
+from ncf.distributed import backend_for, start
 from ncf.models import GMF, load_checkpoint
 from ncf.train import make_optimizer, train_epoch
 
@@ -122,24 +124,18 @@ def test_one_data_parallel_step_equals_one_step_on_the_whole_batch(tmp_path):
         torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-6)
 
 
-def test_mismatched_processes_and_uneven_batches_are_refused():
-    from ncf.config import ParamsError
-    from ncf.distributed import start
+@pytest.mark.parametrize("processes, message", [
+    (2, "train.processes is 2 but torchrun started 3 processes; set train.processes: 3"),
+    (3, "train.batch_size 64 does not split evenly over train.processes 3; use a multiple of 3"),
+])
+def test_mismatched_processes_and_uneven_batches_are_refused(monkeypatch, processes, message):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ParamsError, match=message):
+        with start(processes, "gloo", 64, torch.device("cpu")):
+            pass
 
-    with pytest.raises(ParamsError, match="train.processes is 2 but torchrun started 3"):
-        os.environ.update(WORLD_SIZE="3", RANK="0")
-        try:
-            with start(2, "gloo", 64, torch.device("cpu")):
-                pass
-        finally:
-            del os.environ["WORLD_SIZE"], os.environ["RANK"]
-    with pytest.raises(ParamsError, match="does not split evenly over train.processes 3"):
-        os.environ.update(WORLD_SIZE="3", RANK="0")
-        try:
-            with start(3, "gloo", 64, torch.device("cpu")):
-                pass
-        finally:
-            del os.environ["WORLD_SIZE"], os.environ["RANK"]
-    with pytest.raises(ParamsError, match="nccl needs CUDA"):
-        from ncf.distributed import backend_for
+
+def test_nccl_on_cpu_is_refused():
+    with pytest.raises(ParamsError, match="nccl needs CUDA GPUs; use gloo"):
         backend_for("nccl", torch.device("cpu"))
