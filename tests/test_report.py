@@ -45,8 +45,13 @@ def exp_show():
     for layers, hr, size in (([64, 32], 0.12, 500), ([512, 256], 0.125, 9000)):
         exps.append(entry("l" * 40, f"arch{len(layers)}{layers[0]}", with_(mlp__layers=layers), hr, nparams=size))
     exps.append(entry("f" * 40, "broken", with_(num_negatives=2), 0.0, failed=True))
+    # A failed run still shows the metrics files of the commit it was queued from.
+    stale = entry("e" * 40, "killed", with_(seed=7), seeds_hr[0])
+    stale["error"] = {"msg": "Experiment run failed", "type": ""}
+    exps.append(stale)
     commit = entry("a" * 40, "main", with_(), seeds_hr[0])
-    commit["experiments"] = [{"name": e["name"], "revs": [e]} for e in exps]
+    commit["experiments"] = [{"name": e["name"], "revs": [e],
+                              "executor": {"state": "failed" if e.get("error") else "success"}} for e in exps]
     workspace = entry("workspace", None, with_(num_negatives=99), 0.5)
     return [workspace, commit]
 
@@ -54,7 +59,7 @@ def exp_show():
 def test_collect_skips_the_workspace_and_failed_runs(exp_show):
     df = collect(exp_show)
     assert len(df) == 1 + 4 + 3 + 2
-    assert "broken" not in set(df["name"]) and 99 not in set(df["params.num_negatives"])
+    assert not {"broken", "killed"} & set(df["name"]) and 99 not in set(df["params.num_negatives"])
     assert df.loc[df["name"] == "neg16", "neumf.hr@10"].item() == 0.15
 
 

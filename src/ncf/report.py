@@ -47,6 +47,9 @@ def collect(exp_show: list[dict], include_workspace: bool = False) -> pd.DataFra
             rows.append(_row(commit.get("name") or commit["rev"][:7], commit["rev"], commit.get("data")))
         for exp in commit.get("experiments") or []:
             first = (exp.get("revs") or [{}])[0]
+            state = (exp.get("executor") or {}).get("state")
+            if first.get("error") or state in ("failed", "queued", "running"):
+                continue  # its metrics files are the baseline's, not its own
             rows.append(_row(exp.get("name") or first.get("name") or first.get("rev", "?")[:7],
                              first.get("rev", "?"), first.get("data")))
     rows = [r for r in rows if r]

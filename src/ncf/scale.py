@@ -34,7 +34,15 @@ DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000, 25_000_000)
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory since it started its program.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child started by a
+    parent that had just written a 25 M-row zip would report the parent's peak as its own.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
 def step(name: str, work: Path, batch_size: int) -> dict:
@@ -132,6 +140,7 @@ def main(argv=None) -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/ncf-scale"), help="scratch folder for the zips")
     p.add_argument("--batch-size", type=int, default=262_144, help="GMF epoch batch (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("docs/scale"), help="folder for scale.json and scale.png")
+    p.add_argument("--reuse", action="store_true", help="keep release zips already in --work")
     p.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.step:
@@ -144,11 +153,15 @@ def main(argv=None) -> None:
     for size in map(int, args.sizes):
         work = args.work / f"{size}"
         (work / "split").mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        n = write_zip(work / "release.zip", size)
-        print(f"{size:>11,}: wrote the zip ({n:,} ratings) in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+        if not (args.reuse and (work / "release.zip").exists()):
+            start = time.perf_counter()
+            n = write_zip(work / "release.zip", size)
+            print(f"{size:>11,}: wrote the zip ({n:,} ratings) in {time.perf_counter() - start:.0f}s",
+                  file=sys.stderr)
         for name in STEPS:
             result = run_step(name, work, args.batch_size)
+            if name == "parse":
+                n = result["rows"]
             rows.append({"interactions": n, "step": name, **result})
             print(f"{size:>11,}: {name:<10} {result['seconds']:>8.2f}s  peak {result['peak_rss_mb']:>8,.0f} MB",
                   file=sys.stderr)
