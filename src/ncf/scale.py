@@ -46,13 +46,14 @@ def _peak_mb() -> float:
 
 
 def step(name: str, work: Path, batch_size: int) -> dict:
-    from ncf.evaluate import ItemMask, rank_held_out
+    from ncf.evaluate import rank_held_out
     from ncf.io import write_parquet
     from ncf.models import GMF
     from ncf.movielens import load_release
     from ncf.sampling import NegativeSampler
     from ncf.split import leave_one_out
-    from ncf.train import TrainData, epoch_samples, make_optimizer, train_epoch
+    from ncf.stage import read_split
+    from ncf.train import epoch_samples, make_optimizer, train_epoch
 
     out: dict = {}
     start = time.perf_counter()
@@ -68,25 +69,20 @@ def step(name: str, work: Path, batch_size: int) -> dict:
             write_parquet(getattr(split, part), work / "split" / f"{part}.parquet")
         out.update(users=len(split.users), items=len(split.items), train=len(split.train))
     else:
-        folder = work / "split"
-        train, valid = pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "valid.parquet")
-        num_users = len(pd.read_parquet(folder / "users.parquet"))
-        num_items = len(pd.read_parquet(folder / "items.parquet"))
+        data = read_split(work / "split", "cpu")
         torch.manual_seed(0)
-        model = GMF(num_users, num_items, dim=64, biases=True)
+        model = GMF(data.num_users, data.num_items, dim=64, biases=True)
         if name == "gmf_epoch":
-            data = TrainData.from_frames(train, valid, num_users, num_items)
             opt = make_optimizer("adam", model.parameters(), 0.002)
-            sampler = NegativeSampler(data.users, data.items, num_items)
+            sampler = NegativeSampler(data.users, data.items, data.num_items)
             out["setup_s"] = round(time.perf_counter() - start, 2)
             start = time.perf_counter()
             samples = epoch_samples(data.users, data.items, sampler, 4, torch.Generator().manual_seed(0))
             out["loss"] = round(train_epoch(model, opt, *samples, batch_size=batch_size, l2=0.003), 4)
             out["samples"] = len(samples[0])
         else:
-            test = pd.read_parquet(folder / "test.parquet")
-            known = pd.concat([train[["user", "item"]], valid])
-            mask = ItemMask(known["user"].to_numpy(np.int64), known["item"].to_numpy(np.int64), num_users)
+            test = pd.read_parquet(work / "split" / "test.parquet")
+            mask = data.with_validation().mask  # training + validation items, as the evaluate stage
             model.eval()
             ranks = rank_held_out(model.score_all, test["user"].to_numpy(np.int64),
                                   test["item"].to_numpy(np.int64), mask, chunk_users=1024)

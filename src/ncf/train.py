@@ -23,6 +23,7 @@ import sys
 import time
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -76,7 +77,12 @@ class TrainData:
     num_items: int
     valid_users: np.ndarray
     valid_items: np.ndarray
-    mask: ItemMask  # training items, excluded when ranking the validation item
+
+    @cached_property
+    def mask(self) -> ItemMask:
+        """The training items, excluded when ranking the validation item; built on first use only."""
+        return ItemMask(self.users.cpu().numpy(), self.items.cpu().numpy(), self.num_users,
+                        device=self.users.device)
 
     @classmethod
     def from_frames(cls, train: pd.DataFrame, valid: pd.DataFrame, num_users: int, num_items: int,
@@ -90,7 +96,6 @@ class TrainData:
             num_items=num_items,
             valid_users=valid["user"].to_numpy(np.int64),
             valid_items=valid["item"].to_numpy(np.int64),
-            mask=ItemMask(users, items, num_users, device=device),
         )
 
     def with_validation(self) -> TrainData:
@@ -100,8 +105,7 @@ class TrainData:
         items = torch.cat([self.items, torch.as_tensor(self.valid_items.copy(), device=device)])
         none = np.zeros(0, np.int64)
         return TrainData(users=users, items=items, num_users=self.num_users, num_items=self.num_items,
-                         valid_users=none, valid_items=none,
-                         mask=ItemMask(users.cpu().numpy(), items.cpu().numpy(), self.num_users, device=device))
+                         valid_users=none, valid_items=none)
 
 
 @dataclass
