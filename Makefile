@@ -30,7 +30,7 @@ test: setup  ## run the test suite, end-to-end DVC tests included
 test-fast: setup  ## unit tests only (skips the slow end-to-end DVC tests)
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: setup  ## measure speed and memory against the seed lab; writes bench.json (about 6 minutes)
+bench: setup  ## measure speed and memory against the seed lab; writes bench.json (about 20 minutes; BENCH_ARGS=--skip-repro saves 9)
 	$(BIN)/dvc repro split
 	$(BIN)/python -m ncf.bench $(BENCH_ARGS)
 

@@ -52,7 +52,15 @@ NUM_NEGATIVES = 4
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak resident memory since it started its program.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a part started by a
+    big parent (the scale bench's has just written a 25 M-row zip) would report the parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
 def timed(fn, repeats: int, warmup: int = 1) -> float:

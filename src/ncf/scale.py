@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -33,19 +32,8 @@ STEPS = ("parse", "split", "gmf_epoch", "eval")
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000, 25_000_000)
 
 
-def _peak_mb() -> float:
-    """This process's peak resident memory since it started its program.
-
-    VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child started by a
-    parent that had just written a 25 M-row zip would report the parent's peak as its own.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
-
-
 def step(name: str, work: Path, batch_size: int) -> dict:
+    from ncf.bench import peak_rss_mb
     from ncf.evaluate import rank_held_out
     from ncf.io import write_parquet
     from ncf.models import GMF
@@ -88,7 +76,7 @@ def step(name: str, work: Path, batch_size: int) -> dict:
                                   test["item"].to_numpy(np.int64), mask, chunk_users=1024)
             out["ranked"] = len(ranks)
     out["seconds"] = round(time.perf_counter() - start, 2)
-    out["peak_rss_mb"] = round(_peak_mb(), 1)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
 
 
