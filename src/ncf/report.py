@@ -155,6 +155,11 @@ def _sort_key(value):
     return (1, str(parsed))
 
 
+def _models(df: pd.DataFrame, metric: str) -> list[str]:
+    """The models whose test `metric` (e.g. hr@10) the experiments report, in a fixed order."""
+    return [m for m in ("neumf", "gmf", "mlp", "popularity") if f"{m}.{metric}" in df]
+
+
 def seeds_figure(df: pd.DataFrame, metric: str, path: Path) -> None:
     """Every model's test `metric` for each seed of one configuration: dots, mean and spread."""
     import matplotlib
@@ -164,7 +169,7 @@ def seeds_figure(df: pd.DataFrame, metric: str, path: Path) -> None:
 
     from ncf.io import output_file
 
-    models = [m for m in ("neumf", "gmf", "mlp", "popularity") if f"{m}.{metric}" in df]
+    models = _models(df, metric)
     fig, ax = plt.subplots(figsize=(7, 4))
     for x, model in enumerate(models):
         values = df[f"{model}.{metric}"].astype(float)
@@ -204,10 +209,10 @@ def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@1
     text = "# Experiments\n\n" + markdown(summary, studies, metrics) + "\n"
     if not studies and "params.seed" in df and df["params.seed"].nunique() > 1:
         dedup = df.drop_duplicates(subset=["params.seed"])
-        seeds_figure(dedup, metrics[0].split(".", 1)[1], out / "seeds.png")
-        models = [m for m in ("neumf", "gmf", "mlp", "popularity") if f"{m}.{metrics[0].split('.', 1)[1]}" in df]
-        text += "\n| seed | " + " | ".join(models) + " |\n|---|" + "---|" * len(models) + "\n"
         key = metrics[0].split(".", 1)[1]
+        seeds_figure(dedup, key, out / "seeds.png")
+        models = _models(df, key)
+        text += "\n| seed | " + " | ".join(models) + " |\n|---|" + "---|" * len(models) + "\n"
         for _, row in dedup.sort_values("params.seed").iterrows():
             text += f"| {row['params.seed']} | " + " | ".join(f"{row[f'{m}.{key}']:.4f}" for m in models) + " |\n"
         text += "\n![seeds](seeds.png)\n"

@@ -3,7 +3,7 @@
 For each size, a synthetic release shaped like MovieLens-25M (`ncf.synthetic`: 162,541 users
 and 59,047 movies at 25 M ratings; fewer users, same ratings per user, below that) is written
 as a GroupLens-style zip, then four steps run, each in a process of its own so that its peak
-memory (ru_maxrss, imports included) is its own:
+memory (VmHWM, imports included) is its own:
 - parse: read the zip from disk (the `local` source) and write the canonical parquet files;
 - split: leave-one-out by time, contiguous ids, the split's parquet files;
 - gmf_epoch: one GMF epoch (dim 64, biases, 4 negatives, Adam) with its negative sampling,
