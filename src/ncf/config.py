@@ -90,6 +90,7 @@ class Params:
     seed: int = field(default=0, metadata={"rule": NON_NEGATIVE})
     num_negatives: int = field(default=8, metadata={"rule": AT_LEAST_1})
     device: str = field(default="auto", metadata={"choices": DEVICES})
+    threads: int = field(default=1, metadata={"rule": AT_LEAST_1})
     data: DataParams = DataParams()
     train: TrainParams = TrainParams()
     gmf: GMFParams = GMFParams()

@@ -41,7 +41,7 @@ def step(name: str, work: Path, batch_size: int) -> dict:
     from ncf.sampling import NegativeSampler
     from ncf.split import leave_one_out
     from ncf.stage import read_split
-    from ncf.train import epoch_samples, make_optimizer, train_epoch
+    from ncf.train import make_optimizer, run_epoch
 
     out: dict = {}
     start = time.perf_counter()
@@ -65,9 +65,11 @@ def step(name: str, work: Path, batch_size: int) -> dict:
             sampler = NegativeSampler(data.users, data.items, data.num_items)
             out["setup_s"] = round(time.perf_counter() - start, 2)
             start = time.perf_counter()
-            samples = epoch_samples(data.users, data.items, sampler, 4, torch.Generator().manual_seed(0))
-            out["loss"] = round(train_epoch(model, opt, *samples, batch_size=batch_size, l2=0.003), 4)
-            out["samples"] = len(samples[0])
+            total, count = run_epoch(model, opt, data.users, data.items, sampler, num_negatives=4,
+                                     generator=torch.Generator().manual_seed(0), batch_size=batch_size,
+                                     l2=0.003)
+            out["loss"] = round(total / count, 4)
+            out["samples"] = count
         else:
             test = pd.read_parquet(work / "split" / "test.parquet")
             mask = data.with_validation().mask  # training + validation items, as the evaluate stage

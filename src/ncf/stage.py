@@ -74,6 +74,12 @@ def run(main: Callable[[], None]) -> None:
         sys.exit(130)
 
 
+def runtime(params: Params) -> torch.device:
+    """Apply the params that decide how torch computes (threads), and resolve the device."""
+    torch.set_num_threads(params.threads)
+    return resolve_device(params.device)
+
+
 @contextmanager
 def training(params: Params):
     """(World, device) for a training stage.
@@ -83,7 +89,7 @@ def training(params: Params):
     """
     if params.train.processes > 1 and not distributed.launched():
         distributed.relaunch(params.train.processes)
-    device = resolve_device(params.device)
+    device = runtime(params)
     with distributed.start(params.train.processes, params.train.backend, params.train.batch_size,
                            device) as (world, device):
         yield world, device

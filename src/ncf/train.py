@@ -150,6 +150,35 @@ def epoch_samples(pos_users: torch.Tensor, pos_items: torch.Tensor, sampler: Neg
     return users[order], items[order], labels[order]
 
 
+# Most samples (positives + negatives) held at once: an epoch bigger than this is drawn and shuffled
+# a chunk at a time, so training memory is bounded by the chunk, not by the epoch (25 M ratings
+# x 9 samples would be about 5 GB of index tensors, held twice while shuffling).
+CHUNK_SAMPLES = 1 << 22
+
+
+def epoch_chunks(samples: int) -> int:
+    """How many chunks an epoch of `samples` samples is cut into (at least one)."""
+    return max(1, -(-samples // CHUNK_SAMPLES))
+
+
+def sample_epoch(pos_users: torch.Tensor, pos_items: torch.Tensor, sampler: NegativeSampler,
+                 num_negatives: int, generator: torch.Generator, chunks: int = 1):
+    """One epoch's samples as `chunks` shuffled pieces of (users, items, labels).
+
+    The positives are put in a random order and cut into `chunks` near-equal runs; each run gets
+    its fresh negatives and is shuffled together with them. Every positive appears once with
+    `num_negatives` negatives drawn as in `epoch_samples`; only the shuffle is two-level.
+    """
+    n = len(pos_users)
+    if chunks == 1:
+        yield epoch_samples(pos_users, pos_items, sampler, num_negatives, generator)
+        return
+    order = torch.randperm(n, generator=generator, device=pos_users.device)
+    for k in range(chunks):
+        run = order[n * k // chunks:n * (k + 1) // chunks]
+        yield epoch_samples(pos_users[run], pos_items[run], sampler, num_negatives, generator)
+
+
 def train_epoch(model, opt, users, items, labels, *, batch_size: int, l2: float,
                 steps: int | None = None) -> float:
     """One pass over prepared (users, items, labels) tensors; returns the mean loss.
@@ -171,6 +200,22 @@ def train_epoch(model, opt, users, items, labels, *, batch_size: int, l2: float,
         opt.step()
         total += loss.detach() * len(u)
     return float(total) / max(len(users), 1)
+
+
+def run_epoch(model, opt, pos_users: torch.Tensor, pos_items: torch.Tensor, sampler: NegativeSampler, *,
+              num_negatives: int, generator: torch.Generator, batch_size: int, l2: float,
+              chunks: int | None = None, steps: int | None = None) -> tuple[float, int]:
+    """Train one epoch on the positives with fresh negatives: (summed loss, samples seen).
+
+    The epoch is drawn `chunks` pieces at a time (by default as few as CHUNK_SAMPLES allows),
+    each cut into `steps` batches (by default as few as `batch_size` allows).
+    """
+    chunks = chunks or epoch_chunks(len(pos_users) * (1 + num_negatives))
+    total, count = 0.0, 0
+    for users, items, labels in sample_epoch(pos_users, pos_items, sampler, num_negatives, generator, chunks):
+        loss = train_epoch(model, opt, users, items, labels, batch_size=batch_size, l2=l2, steps=steps)
+        total, count = total + loss * len(users), count + len(users)
+    return total, count
 
 
 def fit(
@@ -213,7 +258,10 @@ def fit(
     shard_users, shard_items = data.users[world.rank::world.size], data.items[world.rank::world.size]
     largest_shard = -(-len(data.users) // world.size)
     local_batch = batch_size // world.size
-    steps = max(1, -(-largest_shard * (1 + num_negatives) // local_batch))
+    # The same number of chunks and of steps per chunk on every rank (DDP steps together).
+    chunks = epoch_chunks(largest_shard * (1 + num_negatives))
+    per_chunk = -(-largest_shard // chunks)
+    steps = max(1, -(-per_chunk * (1 + num_negatives) // local_batch))
 
     history: list[dict] = []
     best_key, best_epoch, best_state, best_valid = None, 0, None, {}
@@ -248,9 +296,9 @@ def fit(
     for epoch in bar:
         start = time.perf_counter()
         generator = epoch_generator(seed, epoch, world.rank, device)
-        samples = epoch_samples(shard_users, shard_items, sampler, num_negatives, generator)
-        local = train_epoch(net, opt, *samples, batch_size=local_batch, l2=l2, steps=steps)
-        total, count = world.sum([local * len(samples[0]), len(samples[0])], device)
+        local = run_epoch(net, opt, shard_users, shard_items, sampler, num_negatives=num_negatives,
+                          generator=generator, batch_size=local_batch, l2=l2, chunks=chunks, steps=steps)
+        total, count = world.sum(list(local), device)
         mean_loss = total / max(count, 1)
         if not math.isfinite(mean_loss):
             raise TrainingError(
