@@ -35,3 +35,5 @@ if any(importlib.util.find_spec(name) is None for name in _NEEDED):
     print(f"error: {sys.executable} lacks the project's packages; run `make setup` "
           "(or `source .venv/bin/activate`) first", file=sys.stderr)
     sys.exit(2)
+
+import ncf  # noqa: E402,F401  (before torch: sets how torch computes on the CPU, see ncf/__init__.py)

@@ -104,6 +104,9 @@ def test_repro_from_nothing_writes_metrics_and_plots(project):
     assert sample.count("## User ") == 5 and "Held out: Movie " in sample
     for png in ("training_curves.png", "models.png"):
         assert (project / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Every stage left an entry in DVC's run cache (one folder per stage under runs/xx/).
+    runs = project / ".dvc" / "cache" / "runs"
+    assert len({entry.parent for entry in runs.rglob("*") if entry.is_file()}) == 7
     # Nothing DVC caches is left for git to commit.
     status = run(["git", "status", "--porcelain"], project)
     assert ".parquet" not in status and ".pt" not in status
@@ -137,6 +140,18 @@ def test_exp_run_reruns_training_only_and_metrics_diff_shows_it(project):
     out = run([sys.executable, "-m", "ncf", "compare", "HEAD", "neg2", "--resamples", "200"], project)
     assert "A = HEAD, B = neg2: 40 test users, paired" in out
     assert "hr@10" in out and "ndcg@10" in out
+
+
+def test_going_back_to_params_already_run_restores_instead_of_training(project):
+    # The workspace holds the neg2 experiment; going back to the committed params must check
+    # every output out of the run cache: no stage runs, and the committed metrics come back.
+    committed = yaml.safe_load(run(["git", "show", "HEAD:params.yaml"], project))["num_negatives"]
+    out = run(["dvc", "exp", "run", "-n", "back", "-S", f"num_negatives={committed}"], project)
+    assert stages_run(out) == set(), out
+    for stage in ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "plot"):
+        assert f"Stage '{stage}' is cached - skipping run" in out, stage
+    for path in ("metrics/evaluate.json", "metrics/pretrain_mlp.json", "plots/curves/neumf.tsv"):
+        assert (project / path).read_text() == run(["git", "show", f"HEAD:{path}"], project), path
 
 
 def test_push_and_pull_give_back_every_artefact(project, tmp_path):
