@@ -21,8 +21,8 @@ from ncf.io import output_file, write_json, write_parquet
 from ncf.metrics import summarize
 from ncf.models import count_parameters, load_checkpoint
 from ncf.recommend import describe, top_k
-from ncf.stage import log, parser, run, runtime
-from ncf.train import stage_seed
+from ncf.runtime import setup, stage_seed
+from ncf.stage import log, parser, run
 
 SAMPLED_K = 10  # the literature reports the sampled protocol at K = 10
 SAMPLE_USERS = 5
@@ -38,7 +38,7 @@ def main():
     p.add_argument("--sample", required=True, type=Path, help="output: markdown sample of recommendations")
     args = p.parse_args()
     params = load_params(args.params)
-    device = runtime(params)
+    device = setup(params)
     train = pd.read_parquet(args.split / "train.parquet")
     valid = pd.read_parquet(args.split / "valid.parquet")
     test = pd.read_parquet(args.split / "test.parquet")

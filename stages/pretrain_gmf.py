@@ -11,8 +11,9 @@ import torch
 
 from ncf.config import load_params
 from ncf.models import GMF
-from ncf.stage import read_split, run, train_and_save, training, training_args
-from ncf.train import stage_seed
+from ncf.protocol import read_split, train_and_save, training, training_args
+from ncf.runtime import stage_seed
+from ncf.stage import run
 
 
 def main():

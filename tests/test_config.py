@@ -125,7 +125,7 @@ def test_string_float_from_dvc_is_accepted(raw):
 
 
 def test_string_float_through_load_params(tmp_path, raw):
-    text = PARAMS_YAML.read_text(encoding="utf-8").replace("lr: 0.001", "lr: 1e-5", 1)  # the first lr is gmf.lr
+    text = PARAMS_YAML.read_text(encoding="utf-8").replace("lr: 0.015", "lr: 1e-5", 1)  # the first lr is gmf.lr
     assert "lr: 1e-5" in text
     path = tmp_path / "params.yaml"
     path.write_text(text, encoding="utf-8")

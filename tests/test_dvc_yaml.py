@@ -109,3 +109,43 @@ def test_no_movielens_data_is_tracked_by_git():
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     forbidden = re.compile(r"(\.zip|\.parquet|\.pt|u\.data|u\.item|\.inter|ratings\.(csv|dat))$")
     assert not [f for f in files if forbidden.search(f)]
+
+
+def _ncf_imports(path: Path) -> set[str]:
+    """Modules of the ncf package that a file imports (`import ncf.x`, `from ncf.x import`)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "ncf":
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names
+                         if (ROOT / "src" / node.module.replace(".", "/") / f"{a.name}.py").exists())
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "ncf")
+    return found
+
+
+def _code_run_by(script: Path) -> set[str]:
+    """Every src/ncf file a stage script runs: its ncf imports, transitively, and the package's
+    __init__ (which `_bootstrap` imports first)."""
+    todo, seen = ["ncf", *_ncf_imports(script)], set()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        base = ROOT / "src" / module.replace(".", "/")
+        file = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+        todo.extend(_ncf_imports(file))
+    return {str((ROOT / "src" / m.replace(".", "/")).relative_to(ROOT)) + ("/__init__.py" if m == "ncf" else ".py")
+            for m in seen}
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_every_module_a_stage_runs_is_a_dependency(name):
+    # Editing code a stage runs must make `dvc status` report the stage changed.
+    stage = STAGES[name]
+    needed = _code_run_by(ROOT / f"stages/{name}.py") | {"stages/_bootstrap.py"}
+    missing = sorted(needed - set(stage["deps"]))
+    assert not missing, f"{name} runs {missing} but does not list them under deps"

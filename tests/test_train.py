@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from ncf.models import GMF, MLP, NeuMF
-from ncf.train import TrainData, TrainingError, epoch_samples, fit, stage_seed
+from ncf.errors import TrainingError
+from ncf.runtime import stage_seed
+from ncf.train import TrainData, epoch_samples, fit
 from ncf.sampling import NegativeSampler
 
 

@@ -43,7 +43,7 @@ from ncf.evaluate import ItemMask, rank_held_out
 from ncf.metrics import hit_rate
 from ncf.models import GMF, NeuMF
 from ncf.sampling import NegativeSampler
-from ncf.stage import read_split
+from ncf.protocol import read_split
 from ncf.train import epoch_samples, make_optimizer, train_epoch, validate
 
 ROOT = Path.cwd()

@@ -16,16 +16,14 @@ from pathlib import Path
 
 import yaml
 
+from ncf.errors import ParamsError
+
 # Releases with a source and a parser (see movielens.py); ml-100k also has an offline source.
 DATASETS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small")
 SOURCES = ("grouplens", "local", "pypi")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adam")
 BACKENDS = ("auto", "gloo", "nccl")
-
-
-class ParamsError(ValueError):
-    """A bad value in params.yaml; its message is one line a user can act on."""
 
 
 # Range checks: (predicate, text shown to the user).
@@ -46,9 +44,9 @@ class DataParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    batch_size: int = field(default=1024, metadata={"rule": AT_LEAST_1})
+    batch_size: int = field(default=16384, metadata={"rule": AT_LEAST_1})
     max_epochs: int = field(default=60, metadata={"rule": AT_LEAST_1})
-    patience: int = field(default=8, metadata={"rule": AT_LEAST_1})
+    patience: int = field(default=5, metadata={"rule": AT_LEAST_1})
     refit: bool = True
     processes: int = field(default=1, metadata={"rule": AT_LEAST_1})
     backend: str = field(default="auto", metadata={"choices": BACKENDS})
@@ -58,7 +56,7 @@ class TrainParams:
 class GMFParams:
     dim: int = field(default=64, metadata={"rule": AT_LEAST_1})
     biases: bool = True
-    lr: float = field(default=0.001, metadata={"rule": POSITIVE})
+    lr: float = field(default=0.015, metadata={"rule": POSITIVE})
     l2: float = field(default=0.01, metadata={"rule": NON_NEGATIVE})
 
 
@@ -66,7 +64,7 @@ class GMFParams:
 class MLPParams:
     dim: int = field(default=64, metadata={"rule": AT_LEAST_1})
     layers: tuple[int, ...] = field(default=(128, 64, 32), metadata={"rule": AT_LEAST_1})
-    lr: float = field(default=0.001, metadata={"rule": POSITIVE})
+    lr: float = field(default=0.008, metadata={"rule": POSITIVE})
     l2: float = field(default=0.001, metadata={"rule": NON_NEGATIVE})
 
 
@@ -75,7 +73,7 @@ class NeuMFParams:
     pretrain: bool = True
     alpha: float = field(default=0.5, metadata={"rule": UNIT})
     optimizer: str = field(default="sgd", metadata={"choices": OPTIMIZERS})
-    lr: float = field(default=0.01, metadata={"rule": POSITIVE})
+    lr: float = field(default=0.03, metadata={"rule": POSITIVE})
     l2: float = field(default=0.001, metadata={"rule": NON_NEGATIVE})
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ncf.config import ParamsError
+from ncf.errors import ParamsError
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ncf.errors import CheckpointError
+
 # Most (user, item) pairs x hidden units an MLP tower holds in memory at once while ranking.
 PAIR_BUDGET = 1 << 21  # 8 MB of float32 stays in cache; 64 MB chunks ranked ml-100k slower
 
@@ -91,9 +93,8 @@ class MLPPath(nn.Module):
             # pairs than there are users and items, project each whole table once and look the
             # projections up (the same function and gradients, a fraction of the work). The L2
             # term likewise sums each row's squares times the number of times it is looked up.
-            h = (F.embedding(users, self.user.weight @ first.weight[:, :dim].T)
-                 + F.embedding(items, self.item.weight @ first.weight[:, dim:].T) + first.bias)
-            h = torch.relu(h)
+            h = F.embedding(users, torch.addmm(first.bias, self.user.weight, first.weight[:, :dim].T))
+            h = torch.relu_(h.add_(F.embedding(items, self.item.weight @ first.weight[:, dim:].T)))
             if reg is not None:
                 reg.append(_looked_up_squares(self.user.weight, users)
                            + _looked_up_squares(self.item.weight, items))
@@ -219,10 +220,6 @@ def count_parameters(model: nn.Module) -> int:
 # --- checkpoints -----------------------------------------------------------------------------
 
 CHECKPOINT_FORMAT = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable or built for another model."""
 
 
 def save_checkpoint(model: nn.Module, path, *, kind: str, params: dict, info: dict) -> None:

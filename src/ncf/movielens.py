@@ -36,9 +36,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-
-class DataError(RuntimeError):
-    """A source or a data file that cannot be used; the message is one actionable line."""
+from ncf.errors import DataError
 
 
 # The 19 genre flags of ml-100k's u.item, in file order (from the release's u.genre).

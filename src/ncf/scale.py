@@ -40,7 +40,7 @@ def step(name: str, work: Path, batch_size: int) -> dict:
     from ncf.movielens import load_release
     from ncf.sampling import NegativeSampler
     from ncf.split import leave_one_out
-    from ncf.stage import read_split
+    from ncf.protocol import read_split
     from ncf.train import make_optimizer, run_epoch
 
     out: dict = {}

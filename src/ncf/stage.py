@@ -1,8 +1,9 @@
-"""What every stage script shares: argument parsing, one-line errors, and training a model.
+"""What every stage script shares: argument parsing, one-line errors and log lines.
 
 `run()` turns every user-facing error (bad params, unusable data or checkpoints, a diverging
 loss) into one line on stderr and exit code 2, without a traceback; outputs are written
-atomically, so nothing that was already there is half-overwritten.
+atomically, so nothing that was already there is half-overwritten. Nothing here loads torch,
+so the data stages and `plot` start quickly and depend on none of the training code.
 """
 
 from __future__ import annotations
@@ -12,21 +13,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
-import torch
-
-from ncf import distributed
-from ncf.config import Params, ParamsError, load_params
-from ncf.distributed import World
-from ncf.io import write_json, write_tsv
-from ncf.models import CheckpointError, count_parameters, save_checkpoint
-from ncf.movielens import DataError
-from ncf.train import TrainData, TrainingError, fit, resolve_device, stage_seed
-
-USER_ERRORS = (ParamsError, DataError, CheckpointError, TrainingError)
+from ncf.errors import USER_ERRORS
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -34,24 +23,6 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: %(default)s)")
     return p
-
-
-def training_args(doc: str, *checkpoints: str) -> argparse.Namespace:
-    """The arguments every training stage takes, plus an input checkpoint per name given."""
-    p = parser(doc)
-    p.add_argument("--split", required=True, type=Path, help="input: the split stage's folder")
-    for name in checkpoints:
-        p.add_argument(f"--{name}", required=True, type=Path,
-                       help=f"input: pretrained {name.upper()} checkpoint (refit on training + validation)")
-        p.add_argument(f"--{name}-select", required=True, type=Path,
-                       help=f"input: pretrained {name.upper()} checkpoint trained on training data only")
-    p.add_argument("--out", required=True, type=Path,
-                   help="output: the final checkpoint (refit on training + validation when train.refit)")
-    p.add_argument("--select", required=True, type=Path,
-                   help="output: checkpoint of the best validation epoch, trained on training data only")
-    p.add_argument("--curve", required=True, type=Path, help="output: per-epoch TSV (loss, validation HR/NDCG@10)")
-    p.add_argument("--metrics", required=True, type=Path, help="output: training summary JSON")
-    return p.parse_args()
 
 
 def _interrupt(signum, frame):
@@ -74,88 +45,5 @@ def run(main: Callable[[], None]) -> None:
         sys.exit(130)
 
 
-def runtime(params: Params) -> torch.device:
-    """Apply the params that decide how torch computes (threads), and resolve the device."""
-    torch.set_num_threads(params.threads)
-    return resolve_device(params.device)
-
-
-@contextmanager
-def training(params: Params):
-    """(World, device) for a training stage.
-
-    With `train.processes` above one, the stage first re-executes itself under torchrun, and
-    each of the processes it starts joins the process group here.
-    """
-    if params.train.processes > 1 and not distributed.launched():
-        distributed.relaunch(params.train.processes)
-    device = runtime(params)
-    with distributed.start(params.train.processes, params.train.backend, params.train.batch_size,
-                           device) as (world, device):
-        yield world, device
-
-
 def log(stage: str, msg: str) -> None:
     print(f"[{stage}] {msg}", file=sys.stderr, flush=True)
-
-
-def read_split(folder: Path, device) -> TrainData:
-    """Training data and validation items from the split stage's folder."""
-    folder = Path(folder)
-    train = pd.read_parquet(folder / "train.parquet")
-    valid = pd.read_parquet(folder / "valid.parquet")
-    num_users = len(pd.read_parquet(folder / "users.parquet"))
-    num_items = len(pd.read_parquet(folder / "items.parquet"))
-    return TrainData.from_frames(train, valid, num_users, num_items, device=device)
-
-
-def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], data: TrainData,
-                   params: Params, device, world: World, args: argparse.Namespace, *, optimizer: str,
-                   lr: float, l2: float, validate_initial: bool = False,
-                   build_refit: Callable[[], torch.nn.Module] | None = None) -> None:
-    """Train a model, choose its epochs on validation, refit, and write what the stage outputs.
-
-    1. `build()` is trained on the training data with early stopping on the validation item;
-       its best epoch goes to `args.select`, its curve to `args.curve`.
-    2. With `train.refit`, `(build_refit or build)()` is trained afresh on training + validation
-       data for exactly that many epochs (the validation item is each user's most recent
-       training signal), and that model goes to `args.out`; without it, `args.out` is a copy of
-       the selected model. Test is never looked at.
-    """
-    train = params.train
-    common = dict(name=kind, num_negatives=params.num_negatives, batch_size=train.batch_size,
-                  optimizer=optimizer, lr=lr, l2=l2, device=device, world=world)
-    model = build()
-    result = fit(model, data, max_epochs=train.max_epochs, patience=train.patience,
-                 seed=stage_seed(params.seed, stage), chunk_users=params.evaluate.chunk_users,
-                 validate_initial=validate_initial, **common)
-    model.load_state_dict(result.state_dict)
-    summary = {
-        "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run,
-        "valid": {k: round(v, 6) for k, v in result.best_valid.items()},
-        "params": count_parameters(model),
-    }
-    final = model
-    if train.refit:
-        final = (build_refit or build)()
-        full = data.with_validation()
-        refit = fit(final, full, max_epochs=result.best_epoch, patience=train.patience,
-                    seed=stage_seed(params.seed, f"{stage}:refit"), select=False, **common)
-        final.load_state_dict(refit.state_dict)
-        last = refit.history[-1]["loss"] if refit.history else None
-        summary["refit"] = {"epochs": refit.epochs_run, "positives": len(full.users), "loss": last}
-    if not world.main:
-        return
-    # Only what this stage depends on, so the same weights always give the same bytes.
-    made_by = {k: v for k, v in params.to_dict().items()
-               if k in ("seed", "num_negatives", "device", "train", kind)}
-    save_checkpoint(model, args.select, kind=kind, params=made_by,
-                    info={**summary, "trained_on": "train"})
-    save_checkpoint(final, args.out, kind=kind, params=made_by,
-                    info={**summary, "trained_on": "train+valid" if train.refit else "train"})
-    write_tsv(result.history_frame(), args.curve)
-    write_json(summary, args.metrics)
-    how = f", refit {summary['refit']['epochs']} epochs on training + validation" if train.refit else ""
-    log(stage, f"wrote {args.out} (best epoch {result.best_epoch}, valid hr@10 "
-               f"{summary['valid']['hr@10']:.4f}{how})")

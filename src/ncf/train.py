@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import sys
 import time
-import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -33,32 +31,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ncf.distributed import World
+from ncf.errors import TrainingError
 from ncf.evaluate import ItemMask, rank_held_out
 from ncf.metrics import hit_rate, ndcg
 from ncf.sampling import NegativeSampler
 
 SELECT_K = 10  # early stopping and model selection use validation HR@10, then NDCG@10
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (for example the loss became NaN); the message says what to change."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError("device: cuda was asked for but no CUDA GPU is visible; set device: auto or cpu")
-        # Same params, same GPU model -> same numbers (cuBLAS needs this set before its first call).
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    return torch.device(name)
-
-
-def stage_seed(seed: int, stage: str) -> int:
-    """A seed of its own for each stage, derived from the global one (stable across runs)."""
-    return int(np.random.SeedSequence([seed, zlib.crc32(stage.encode())]).generate_state(1)[0])
 
 
 def epoch_generator(seed: int, epoch: int, rank: int, device) -> torch.Generator:
