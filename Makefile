@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Stage commands call `python`: put the venv first so `dvc` runs every stage in it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup repro test test-fast bench bench-scale lock clean-venv
+.PHONY: help setup repro test test-fast bench bench-gpu bench-scale lock clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,9 +30,13 @@ test: setup  ## run the test suite, end-to-end DVC tests included
 test-fast: setup  ## unit tests only (skips the slow end-to-end DVC tests)
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: setup  ## measure speed and memory against the seed lab; writes bench.json (about 20 minutes; BENCH_ARGS=--skip-repro saves 9)
+bench: setup  ## speed, memory and the experiment loop (cold, busy, revisit, five seeds); writes bench.json (about 15 minutes; BENCH_ARGS=--skip-study saves 6)
 	$(BIN)/dvc repro split
 	$(BIN)/python -m ncf.bench $(BENCH_ARGS)
+
+bench-gpu: setup  ## NeuMF samples/s and full-ranking time on one GPU, ml-100k and MovieLens-20M-shaped (under 5 minutes); writes bench-gpu.json
+	$(BIN)/dvc repro split
+	$(BIN)/python -m ncf.devicebench $(BENCH_GPU_ARGS)
 
 bench-scale: setup  ## time and memory of parse, split, a GMF epoch and evaluation at 0.1M-25M synthetic interactions (about 25 minutes)
 	$(BIN)/python -m ncf.scale $(SCALE_ARGS)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ncf.bench import main as bench_main
+from ncf.config import load_params
 
 
 def test_bench_measures_training_and_evaluation_against_the_seed_loop(tmp_path, clustered_split):
@@ -22,3 +25,33 @@ def test_bench_measures_training_and_evaluation_against_the_seed_loop(tmp_path, 
     for key in ("epoch_vs_floor", "seed_vs_epoch", "seed_eval_vs_eval", "seed_eval_vs_gmf_eval"):
         assert report[key] > 0, key
     assert "repro_s" not in report and "big_eval_s" not in report  # skipped as asked
+
+
+def test_bench_reports_the_busy_epoch_ratio(tmp_path, clustered_split):
+    clustered_split(tmp_path / "split", users=60, items=90, liked=20)
+    out = tmp_path / "bench.json"
+    bench_main(["--split", str(tmp_path / "split"), "--batch-size", "256", "--repeats", "1", "--epochs", "1",
+                "--skip-repro", "--skip-big", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["quiet_epoch_s"] > 0 and report["busy_epoch_s"] > 0
+    # The ratio comes from unrounded times; the times in the report are rounded to 3 digits.
+    assert report["busy_epoch_ratio"] == pytest.approx(report["busy_epoch_s"] / report["quiet_epoch_s"], rel=0.1)
+    assert report["busy_epoch_threads"] == load_params("params.yaml").threads  # the params' setting
+
+
+def test_gpu_bench_runs_on_cpu_at_tiny_sizes_and_checks_its_numbers(tmp_path, clustered_split):
+    from ncf.devicebench import main as device_main
+
+    clustered_split(tmp_path / "split", users=60, items=90, liked=20)
+    out = tmp_path / "bench-gpu.json"
+    device_main(["--device", "cpu", "--split", str(tmp_path / "split"), "--interactions", "20000",
+                 "--epochs", "3", "--batch-size", "512", "--big-batch", "4096", "--lr", "0.01",
+                 "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu"
+    for name in ("ml100k", "ml20m"):
+        assert report[f"{name}_samples_per_s"] > 0 and report[f"{name}_eval_s"] >= 0
+        assert report[f"{name}_loss"][-1] < report[f"{name}_loss"][0]
+        assert report[f"{name}_ranked_users"] > 0
+    assert report["ml100k_valid_hr10"] > 3 * 10 / 90  # the clusters were learnt
+    assert 0 < report["ml20m_vs_nvidia_a100"]

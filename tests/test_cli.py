@@ -142,3 +142,36 @@ def test_recommend_unknown_user_is_one_line(trained_split, capsys):
                   "--catalog", str(split.parent / "catalog.parquet")])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == "error: user 5 is not in " + str(split) + "/users.parquet (MovieLens ids 7-196)\n"
+
+
+def test_runs_are_paired_per_user_and_averaged_over_seeds():
+    # User 0: A wins on seed 0, B on seed 1 -> no difference for that user; user 1: B always wins.
+    a = np.array([[0, 50], [50, 50]])
+    b = np.array([[50, 0], [0, 0]])
+    r = paired(a, b, "hr", resamples=200)
+    assert r.a == pytest.approx(0.25) and r.b == pytest.approx(0.75)
+    assert r.diff == pytest.approx(0.5)  # user 0 contributes 0, user 1 contributes 1
+    assert paired(a, a, "hr", resamples=200).p_value == 1.0
+    with pytest.raises(ValueError):
+        paired(a, b[:1])
+
+
+def test_compare_pools_seeds_given_as_ranks_files(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    users, items = np.arange(300), rng.integers(0, 50, 300)
+    old, new = [], []
+    for seed in range(3):
+        frame = pd.DataFrame({"user": users, "item": items, "neumf": rng.integers(0, 40, 300)})
+        frame.iloc[::-1].to_parquet(tmp_path / f"old{seed}.parquet")  # row order must not matter
+        old.append(str(tmp_path / f"old{seed}.parquet"))
+        frame.assign(neumf=np.where(rng.random(300) < 0.5, 0, frame["neumf"])).to_parquet(
+            tmp_path / f"new{seed}.parquet")
+        new.append(str(tmp_path / f"new{seed}.parquet"))
+    cli.main(["compare", ",".join(old), ",".join(new), "--resamples", "500"])
+    out = capsys.readouterr().out
+    assert "300 test users, paired, 3 runs a side" in out
+    assert "unlikely to be noise" in out  # half the users moved to rank 0 in every seed
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["compare", ",".join(old), new[0]])
+    assert exc.value.code == 2
+    assert "A names 3 runs and B 1" in capsys.readouterr().err

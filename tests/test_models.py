@@ -250,3 +250,29 @@ def test_checkpoint_bytes_do_not_depend_on_the_file_name(tmp_path):
     for name in ("a.pt", "b.pt"):
         save_checkpoint(model, tmp_path / name, kind="neumf", params={"seed": 0}, info={})
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["mlp", "neumf"])
+def test_projected_first_layer_gives_the_same_logits_l2_and_gradients(kind):
+    # A batch larger than users + items takes the projected-table path; one pair at a time
+    # takes the per-pair path. Both must compute the same function and the same gradients.
+    gen = torch.Generator().manual_seed(1)
+    users = torch.randint(NUM_USERS, (3 * (NUM_USERS + NUM_ITEMS),), generator=gen)
+    items = torch.randint(NUM_ITEMS, users.shape, generator=gen)
+
+    def loss_and_grads(batches):
+        model = build(kind, seed=5).train()
+        model.zero_grad()
+        logits, reg = [], []
+        for u, i in batches:
+            logits.append(model(u, i, reg))
+        logits = torch.cat(logits)
+        (logits.sum() + sum(reg)).backward()
+        return logits.detach(), float(sum(reg).detach()), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    whole = loss_and_grads([(users, items)])
+    per_pair = loss_and_grads([(users[k:k + 1], items[k:k + 1]) for k in range(len(users))])
+    torch.testing.assert_close(whole[0], per_pair[0], rtol=1e-5, atol=1e-5)
+    assert whole[1] == pytest.approx(per_pair[1], rel=1e-5)
+    for name, grad in whole[2].items():
+        torch.testing.assert_close(grad, per_pair[2][name], rtol=1e-4, atol=1e-5, msg=name)

@@ -10,7 +10,7 @@ import torch
 from ncf.models import GMF, MLP, NeuMF
 from ncf.errors import TrainingError
 from ncf.runtime import stage_seed
-from ncf.train import TrainData, epoch_samples, fit
+from ncf.train import TrainData, epoch_samples, fit, sample_epoch
 from ncf.sampling import NegativeSampler
 
 
@@ -134,3 +134,38 @@ def test_l2_penalty_is_the_sum_of_squares_of_the_looked_up_rows():
                          (model.gmf.item_bias, items), (model.mlp.user, users), (model.mlp.item, items))
     )
     assert torch.allclose(sum(reg), expected)
+
+
+def test_a_chunked_epoch_holds_every_positive_once_with_its_own_negatives():
+    data = clustered()
+    sampler = NegativeSampler(data.users, data.items, data.num_items)
+    chunks = list(sample_epoch(data.users, data.items, sampler, 3, torch.Generator().manual_seed(0), chunks=4))
+    assert len(chunks) == 4
+    sizes = [len(c[0]) for c in chunks]
+    assert max(sizes) - min(sizes) <= 4  # near-equal runs of positives, 4 samples each
+    users, items, labels = (torch.cat(parts) for parts in zip(*chunks))
+    n = len(data.users)
+    assert len(users) == 4 * n and labels.sum() == n
+    pos = sorted(zip(users[labels == 1].tolist(), items[labels == 1].tolist()))
+    assert pos == sorted(zip(data.users.tolist(), data.items.tolist()))
+    assert not sampler.is_positive(users[labels == 0], items[labels == 0]).any()
+    for u, _, y in chunks:  # every chunk carries its positives' users, 3 negatives each
+        assert sorted(u.tolist()) == sorted(u[y == 1].repeat_interleave(4).tolist())
+
+
+def test_training_memory_is_bounded_by_the_chunk(monkeypatch):
+    # With a chunk of 64 samples, an epoch of the clustered data is drawn in many pieces, and
+    # each optimiser step sees at most one chunk; fit still trains and validates.
+    import ncf.train as train
+
+    monkeypatch.setattr(train, "CHUNK_SAMPLES", 64)
+    seen = []
+    real = train.epoch_samples
+    monkeypatch.setattr(train, "epoch_samples", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    torch.manual_seed(0)
+    data = clustered()
+    result = run_fit(GMF(data.num_users, data.num_items, dim=4), data, max_epochs=2)
+    assert result.epochs_run == 2
+    per_epoch = len(seen) // 2
+    assert per_epoch == train.epoch_chunks(len(data.users) * 3) > 1  # 2 negatives a positive
+    assert max(len(s[0]) for s in seen) <= 64 + 3

@@ -11,10 +11,15 @@ Measures on the ml-100k split in data/split (the bench target runs `dvc repro sp
   loop (NeuMF), plus gmf_eval_s;
 - big_eval_s / big_eval_peak_rss_mb: GMF full ranking on synthetic data shaped like
   MovieLens-20M (138,493 users x 26,744 items), to show evaluation memory stays bounded;
-- repro_s / noop_repro_s: a cold `dvc repro` in a temporary copy (data already downloaded), and a
-  second one;
+- quiet_epoch_s / busy_epoch_s: one MLP epoch at the params' defaults (batch, negatives,
+  threads) alone and with another process keeping a core busy (busy_epoch_ratio);
+- the loop a user waits for, each in a temporary copy with the data already downloaded:
+  repro_s (a cold `dvc repro`), noop_repro_s (a second one), revisit_s (back to params already
+  run, restored from DVC's run cache), repro_busy_s (a cold `dvc repro` beside a busy core) and
+  five_seed_study_s (`dvc exp run --queue -S seed=1,2,3,4,5`, `dvc queue start -j 2`);
 - peak_rss_mb of training and of evaluation (each part runs in its own process).
-Times are medians of several repetitions after a warm-up. Ratios matter, not seconds.
+Times are medians of several repetitions after a warm-up. Ratios matter, not seconds: every
+ratio is against a baseline measured in the same run.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from ncf.metrics import hit_rate
 from ncf.models import GMF, NeuMF
 from ncf.sampling import NegativeSampler
 from ncf.protocol import read_split
-from ncf.train import epoch_samples, make_optimizer, train_epoch, validate
+from ncf.train import epoch_samples, make_optimizer, run_epoch, train_epoch, validate
 
 ROOT = Path.cwd()
 SEED_ARCH = dict(gmf_dim=32, gmf_biases=False, mlp_dim=64, layers=[128, 64, 32])
@@ -250,29 +255,120 @@ def part_big_eval(num_users: int, num_items: int, per_user: int) -> dict:
             "big_eval_ranked": int(len(ranks))}
 
 
-def part_repro() -> dict:
-    """A cold `dvc repro` in a temporary copy with the downloaded data, then a no-op one."""
+class BusyCore:
+    """Another process that keeps one core busy (a pure-Python spin loop) while the block runs."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def part_busy(split: Path, repeats: int) -> dict:
+    """One MLP training epoch at the params' defaults (batch, negatives, threads), on a quiet
+    machine and with another process keeping a core busy: the issue's busy_epoch_ratio."""
+    from ncf.config import load_params
+    from ncf.models import MLP
+    from ncf.runtime import setup
+
+    params = load_params(ROOT / "params.yaml")
+    setup(params)
+    data = read_split(split, "cpu")
+    torch.manual_seed(0)
+    model = MLP(data.num_users, data.num_items, dim=params.mlp.dim, layers=list(params.mlp.layers))
+    opt = make_optimizer("adam", model.parameters(), params.mlp.lr)
+    sampler = NegativeSampler(data.users, data.items, data.num_items)
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch():
+        run_epoch(model, opt, data.users, data.items, sampler, num_negatives=params.num_negatives,
+                  generator=gen, batch_size=params.train.batch_size, l2=params.mlp.l2)
+
+    quiet = timed(epoch, repeats)
+    with BusyCore():
+        busy = timed(epoch, repeats)
+    return {"quiet_epoch_s": quiet, "busy_epoch_s": busy, "busy_epoch_threads": torch.get_num_threads()}
+
+
+def _dvc(repo: Path, *args: str, check: bool = True) -> tuple[float, str]:
+    """Run dvc in `repo`; (seconds, output)."""
     dvc = shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@ncf.invalid",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@ncf.invalid"}
+    start = time.perf_counter()
+    proc = subprocess.run([dvc, *args], cwd=repo, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args)} failed in the bench copy:\n{proc.stdout}{proc.stderr}")
+    return seconds, proc.stdout + proc.stderr
+
+
+def _copy(tmp: Path, name: str) -> Path:
+    """A git copy of this checkout with the downloaded data in its own, empty DVC cache."""
+    repo = tmp / name
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for path in files + ["data/raw/ratings.parquet", "data/raw/movies.parquet"]:
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / path, repo / path)
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@ncf.invalid",
+                                                 "commit", "-qm", "bench copy"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True)
+    _dvc(repo, "commit", "-f", "-q", "download")  # no run cache to restore training from
+    return repo
+
+
+def _set_param(repo: Path, key: str, value) -> None:
+    import yaml
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    node = params
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def part_repro(study: bool) -> dict:
+    """The loop a user waits for, each in a fresh copy with the downloaded data:
+    - repro_s: a cold `dvc repro` (download already done), then noop_repro_s: a second one;
+    - revisit_s: back to params already run (a 1-epoch run in between), restored from run cache;
+    - repro_busy_s: a cold `dvc repro` while another process keeps one core busy;
+    - five_seed_study_s: `dvc exp run --queue -S seed=1,2,3,4,5` and `dvc queue start -j 2`."""
+    out = {}
     with tempfile.TemporaryDirectory(prefix="ncf-bench-") as tmp:
-        repo = Path(tmp) / "repo"
-        files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-        for name in files + ["data/raw/ratings.parquet", "data/raw/movies.parquet"]:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-        # Put the downloaded data into the copy's own, empty cache (no run-cache to restore from).
-        subprocess.run([dvc, "commit", "-f", "-q", "download"], cwd=repo, env=env, check=True)
-        times = {}
-        for key in ("repro_s", "noop_repro_s"):
+        repo = _copy(Path(tmp), "quiet")
+        out["repro_s"], log = _dvc(repo, "repro")
+        if "Running stage 'download'" in log:
+            raise RuntimeError("the bench copy re-downloaded the data; dvc.lock is out of date: run dvc repro")
+        out["noop_repro_s"], _ = _dvc(repo, "repro")
+        defaults = (repo / "params.yaml").read_text()
+        _set_param(repo, "train.max_epochs", 1)
+        _dvc(repo, "repro")
+        (repo / "params.yaml").write_text(defaults)
+        out["revisit_s"], log = _dvc(repo, "repro")
+        out["revisit_trained"] = log.count("Running stage '")  # 0: every stage came from the run cache
+        busy = _copy(Path(tmp), "busy")
+        with BusyCore():
+            out["repro_busy_s"], _ = _dvc(busy, "repro")
+        if study:
+            _dvc(repo, "exp", "run", "--queue", "-S", "seed=1,2,3,4,5")
             start = time.perf_counter()
-            proc = subprocess.run([dvc, "repro"], cwd=repo, env=env, capture_output=True, text=True)
-            times[key] = round(time.perf_counter() - start, 2)
-            if proc.returncode != 0:
-                raise RuntimeError(f"dvc repro failed in the bench copy:\n{proc.stdout}{proc.stderr}")
-            if key == "repro_s" and "Running stage 'download'" in proc.stdout:
-                raise RuntimeError("the bench copy re-downloaded the data; dvc.lock is out of date: run dvc repro")
-        return times
+            _dvc(repo, "queue", "start", "-j", "2")
+            while True:
+                _, status = _dvc(repo, "queue", "status")
+                if not any(word in status for word in ("Queued", "Running")):
+                    break
+                time.sleep(2)
+            out["five_seed_study_s"] = time.perf_counter() - start
+            out["five_seed_study_failed"] = status.count("Failed")
+            _dvc(repo, "queue", "stop", check=False)
+    return out
 
 
 def run_part(args: list[str]) -> dict:
@@ -288,7 +384,8 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="default: train.batch_size of params.yaml")
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up")
     p.add_argument("--epochs", type=int, default=5, help="epochs before comparing validation HR@10")
-    p.add_argument("--skip-repro", action="store_true", help="skip the dvc repro timings")
+    p.add_argument("--skip-repro", action="store_true", help="skip the dvc repro timings (and the study)")
+    p.add_argument("--skip-study", action="store_true", help="skip the five-seed study (about 6 minutes)")
     p.add_argument("--skip-big", action="store_true", help="skip the MovieLens-20M-shaped evaluation")
     p.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON output (default: %(default)s)")
     p.add_argument("--part", nargs="+", help=argparse.SUPPRESS)
@@ -302,8 +399,10 @@ def main(argv=None) -> None:
             result = part_eval(Path(rest[0]), int(rest[1]))
         elif kind == "big":
             result = part_big_eval(int(rest[0]), int(rest[1]), int(rest[2]))
+        elif kind == "busy":
+            result = part_busy(Path(rest[0]), int(rest[1]))
         else:
-            result = part_repro()
+            result = part_repro(study=rest == ["study"])
         print(json.dumps(result))
         return
 
@@ -321,15 +420,19 @@ def main(argv=None) -> None:
     report.update(run_part(["eval", str(args.split), str(args.repeats)]))
     if not args.skip_big:
         report.update(run_part(["big", "138493", "26744", "144"]))
+    report.update(run_part(["busy", str(args.split), str(args.repeats)]))
     if not args.skip_repro:
         try:
-            report.update(run_part(["repro"]))
+            report.update(run_part(["repro", *([] if args.skip_study else ["study"])]))
         except SystemExit as exc:  # keep the figures measured so far
             print(exc, file=sys.stderr)
     # Ratios from the unrounded times: a fast part can round to 0.000 s.
     ratios = {"epoch_vs_floor": ("neumf_epoch_s", "floor_epoch_s"), "seed_vs_epoch": ("seed_epoch_s", "neumf_epoch_s"),
               "seed_eval_vs_eval": ("seed_eval_s", "eval_s"), "seed_eval_vs_gmf_eval": ("seed_eval_s", "gmf_eval_s")}
-    ratios = {name: round(report[a] / report[b], 2) for name, (a, b) in ratios.items()}
+    ratios.update(busy_epoch_ratio=("busy_epoch_s", "quiet_epoch_s"), busy_repro_ratio=("repro_busy_s", "repro_s"),
+                  revisit_vs_repro=("revisit_s", "repro_s"), study_vs_repro=("five_seed_study_s", "repro_s"))
+    ratios = {name: round(report[a] / report[b], 2) for name, (a, b) in ratios.items()
+              if a in report and b in report}
     for key, value in list(report.items()):
         if isinstance(value, float):
             report[key] = round(value, 3)

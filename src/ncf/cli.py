@@ -19,6 +19,7 @@ import io
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ncf.compare import paired, table
@@ -56,20 +57,42 @@ def read_ranks(rev: str | None) -> pd.DataFrame:
         raise CliError(f"cannot read {RANKS} at {rev or 'workspace'}: {first}") from None
 
 
+def read_side(rev: str | None) -> pd.DataFrame:
+    """Ranks of a revision (through DVC), or of a ranks parquet file given by its path."""
+    if rev and rev.endswith(".parquet"):
+        try:
+            return pd.read_parquet(rev)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"{rev}: not a readable ranks file ({type(exc).__name__})") from None
+    return read_ranks(rev)
+
+
 def compare(args) -> None:
-    (rev_a, model_a), (rev_b, model_b) = parse_side(args.a), parse_side(args.b)
-    frames = {}
-    for rev in {rev_a, rev_b}:
-        frames[rev] = read_ranks(rev)
-    a = frames[rev_a][["user", "item", model_a]].rename(columns={model_a: "a"})
-    b = frames[rev_b][["user", "item", model_b]].rename(columns={model_b: "b"})
-    both = a.merge(b, on="user", suffixes=("_a", "_b"))
-    if len(both) < len(a) or len(both) < len(b) or not (both["item_a"] == both["item_b"]).all():
-        raise CliError("the two sides were evaluated on different test users or items "
-                       "(another split or dataset); a paired comparison needs the same ones")
-    results = [paired(both["a"].to_numpy(), both["b"].to_numpy(), metric, args.k,
+    sides_a, sides_b = args.a.split(","), args.b.split(",")
+    if len(sides_a) != len(sides_b):
+        raise CliError(f"A names {len(sides_a)} runs and B {len(sides_b)}; pair them one to one "
+                       "(e.g. seed0-old,seed1-old seed0-new,seed1-new)")
+    frames: dict = {}
+    runs_a, runs_b, users = [], [], None
+    for text_a, text_b in zip(sides_a, sides_b):
+        (rev_a, model_a), (rev_b, model_b) = parse_side(text_a), parse_side(text_b)
+        for rev in (rev_a, rev_b):
+            if rev not in frames:
+                frames[rev] = read_side(rev)
+        a = frames[rev_a][["user", "item", model_a]].rename(columns={model_a: "a"})
+        b = frames[rev_b][["user", "item", model_b]].rename(columns={model_b: "b"})
+        both = a.merge(b, on="user", suffixes=("_a", "_b")).sort_values("user")
+        if len(both) < len(a) or len(both) < len(b) or not (both["item_a"] == both["item_b"]).all() \
+                or (users is not None and not np.array_equal(users, both["user"].to_numpy())):
+            raise CliError("the sides were evaluated on different test users or items "
+                           "(another split or dataset); a paired comparison needs the same ones")
+        users = both["user"].to_numpy()
+        runs_a.append(both["a"].to_numpy())
+        runs_b.append(both["b"].to_numpy())
+    results = [paired(np.stack(runs_a), np.stack(runs_b), metric, args.k,
                       resamples=args.resamples, seed=args.seed) for metric in ("hr", "ndcg")]
-    print(f"A = {args.a}, B = {args.b}: {len(both)} test users, paired")
+    runs = f", {len(runs_a)} runs a side (differences averaged per user over runs)" if len(runs_a) > 1 else ""
+    print(f"A = {args.a}, B = {args.b}: {len(users)} test users, paired{runs}")
     print(table(results, "A", "B"))
     significant = [r.metric for r in results if r.p_value < 0.05]
     verdict = (f"difference in {', '.join(significant)} is unlikely to be noise (p < 0.05)" if significant
@@ -148,8 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="paired HR/NDCG difference of two models, with a CI and p-value",
                        description=("Paired bootstrap 95% CI and sign-flip permutation p-value of the "
                                     "per-user HR@K and NDCG@K difference B - A."))
-    p.add_argument("a", help="side A: [REV][:MODEL], e.g. HEAD, HEAD:gmf, my-exp:mlp, gmf")
-    p.add_argument("b", help="side B, same form")
+    p.add_argument("a", help=("side A: [REV][:MODEL], e.g. HEAD, HEAD:gmf, my-exp:mlp, gmf; REV may be a "
+                              "ranks .parquet file; several runs (seeds) separated by commas are paired "
+                              "with B's in order and pooled over users and seeds"))
+    p.add_argument("b", help="side B, same form (as many runs as A)")
     p.add_argument("-k", type=int, default=10, help="cut-off K (default: %(default)s)")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap / permutation draws")
     p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: %(default)s)")

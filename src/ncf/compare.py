@@ -1,7 +1,9 @@
 """Is a difference real? Paired comparison of two models' per-user ranks of the test item.
 
 Both models are scored on the same test users, so the comparison is paired: per user, the
-difference in HR@K (0/1) and in NDCG@K. Reported for each metric: the mean difference (B - A),
+difference in HR@K (0/1) and in NDCG@K. With several runs per side (seeds), row r of A is paired
+with row r of B, and each user's difference is averaged over the runs before users are
+resampled: the test is paired over users and seeds, and a user counts once however many seeds. Reported for each metric: the mean difference (B - A),
 a 95 % paired bootstrap confidence interval (users resampled with replacement), and a two-sided
 p-value from a paired sign-flip permutation test (under "no difference", each user's difference
 is as likely to have either sign). Both draw from one seeded generator, so the output is
@@ -33,12 +35,15 @@ METRICS = {"hr": hits, "ndcg": gains}
 
 def paired(a: np.ndarray, b: np.ndarray, metric: str = "hr", k: int = 10, resamples: int = 10_000,
            seed: int = 0) -> Comparison:
-    """Compare per-user ranks `a` and `b` (same users, same order) on HR@k or NDCG@k."""
+    """Compare per-user ranks `a` and `b` (same users, same order) on HR@k or NDCG@k.
+
+    `a` and `b` are vectors (one run each) or [runs, users] arrays (runs paired row by row).
+    """
     a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape or a.ndim != 1 or not len(a):
-        raise ValueError(f"need two equally long, non-empty rank vectors, got {a.shape} and {b.shape}")
+    if a.shape != b.shape or a.ndim not in (1, 2) or not a.size:
+        raise ValueError(f"need two equally shaped, non-empty rank arrays, got {a.shape} and {b.shape}")
     va, vb = METRICS[metric](a, k), METRICS[metric](b, k)
-    d = vb - va
+    d = (vb - va).reshape(-1, a.shape[-1]).mean(axis=0)  # per user, averaged over runs
     rng = np.random.default_rng(seed)
     n = len(d)
     boot = np.empty(resamples)
