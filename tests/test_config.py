@@ -249,3 +249,26 @@ def test_every_param_is_documented_in_the_readme_table():
 
 def test_the_committed_params_are_the_documented_defaults():
     assert load_params(Path(__file__).resolve().parents[1] / "params.yaml") == Params()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"train": {"processes": 3, "batch_size": 1024}}, "train.batch_size 1024 does not split evenly over train.processes 3"),
+    ({"device": "cpu", "train": {"backend": "nccl"}}, "train.backend: nccl needs CUDA GPUs, but device is cpu"),
+    ({"evaluate": {"ks": [5, 20]}}, "evaluate.ks: [5, 20] lacks 10"),
+])
+def test_combinations_no_stage_could_run_are_refused(change, message):
+    from ncf.config import check_runnable
+
+    with pytest.raises(ParamsError) as exc:
+        check_runnable(parse_params(change))
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_cut_offs_beyond_the_catalogue_are_refused_when_its_size_is_known():
+    from ncf.config import check_runnable
+
+    params = parse_params({"evaluate": {"ks": [10, 10000]}})
+    check_runnable(params)  # size unknown: nothing to compare with
+    with pytest.raises(ParamsError, match="evaluate.ks: 10000 is not below the 1,682 movies of ml-100k"):
+        check_runnable(params, num_items=1682)
+    check_runnable(parse_params({}), num_items=1682)  # the defaults run

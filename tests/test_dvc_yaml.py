@@ -14,7 +14,7 @@ from ncf.config import load_params
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = PIPELINE["stages"]
-ORDER = ["download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "plot"]
+ORDER = ["validate", "download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "plot"]
 TRAINING_KEYS = {"seed", "num_negatives", "train", "gmf", "mlp", "neumf"}
 
 
@@ -50,7 +50,7 @@ def test_stage_params_exist_in_params_yaml(name):
         _lookup(params, key)  # KeyError names the missing key
 
 
-@pytest.mark.parametrize("name", ["download", "split"])
+@pytest.mark.parametrize("name", ["validate", "download", "split"])
 def test_data_stages_read_no_training_params(name):
     keys = {k.split(".")[0] for k in STAGES[name].get("params", [])}
     assert not keys & TRAINING_KEYS

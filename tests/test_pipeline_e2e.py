@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -87,7 +90,7 @@ def stages_run(output: str) -> set[str]:
 
 def test_repro_from_nothing_writes_metrics_and_plots(project):
     out = run(["dvc", "repro"], project)
-    assert stages_run(out) == {"download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf",
+    assert stages_run(out) == {"validate", "download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf",
                                "evaluate", "plot"}
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     assert list(metrics) == ["neumf", "gmf", "mlp", "popularity"]
@@ -106,7 +109,7 @@ def test_repro_from_nothing_writes_metrics_and_plots(project):
         assert (project / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Every stage left an entry in DVC's run cache (one folder per stage under runs/xx/).
     runs = project / ".dvc" / "cache" / "runs"
-    assert len({entry.parent for entry in runs.rglob("*") if entry.is_file()}) == 7
+    assert len({entry.parent for entry in runs.rglob("*") if entry.is_file()}) == 8
     # Nothing DVC caches is left for git to commit.
     status = run(["git", "status", "--porcelain"], project)
     assert ".parquet" not in status and ".pt" not in status
@@ -118,6 +121,71 @@ def test_second_repro_runs_nothing(project):
     out = run(["dvc", "repro"], project)
     assert stages_run(out) == set()
     assert "Data and pipelines are up to date" in out
+
+
+def dvc_fails(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0, f"{' '.join(cmd)} should have failed:\n{proc.stdout}{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+OUTPUTS = ["models/gmf.pt", "models/select/gmf.pt", "metrics/pretrain_gmf.json", "plots/curves/gmf.tsv",
+           "models/neumf.pt", "metrics/evaluate.json", "data/evaluate/ranks.parquet", "plots/samples.md",
+           "plots/models.png", "data/split/train.parquet", "data/raw/ratings.parquet"]
+
+
+def test_a_bad_or_unknown_param_stops_dvc_before_any_output_is_removed(project):
+    before = {path: (project / path).read_bytes() for path in OUTPUTS}
+    committed = (project / "params.yaml").read_text()
+    bad_values = [
+        (committed.replace("batch_size: 256", "batch_size: 0"), "error: train.batch_size: 0 is not allowed"),
+        (committed.replace("train:\n", "train:\n  lr: 0.5\n"), "error: train.lr: unknown key"),  # read by no stage
+        (committed.replace("processes: 1", "processes: 3"), "does not split evenly over train.processes 3"),
+    ]
+    try:
+        for text, message in bad_values:
+            assert text != committed
+            (project / "params.yaml").write_text(text)
+            out = dvc_fails(["dvc", "repro"], project)
+            assert message in out and "Traceback" not in out, out
+            assert stages_run(out) == {"validate"}, out
+            for path, content in before.items():
+                assert (project / path).read_bytes() == content, f"{path} was touched by a refused run"
+    finally:
+        (project / "params.yaml").write_text(committed)
+    # Back to the committed params: validate comes from the run cache, nothing else reruns.
+    assert stages_run(run(["dvc", "repro"], project)) == set()
+
+
+def test_ctrl_c_under_dvc_then_the_printed_command_brings_back_every_output(project):
+    before = {path: (project / path).read_bytes() for path in OUTPUTS}
+    committed = (project / "params.yaml").read_text()
+    longer = committed.replace("max_epochs: 8", "max_epochs: 100000").replace("patience: 3", "patience: 100000")
+    (project / "params.yaml").write_text(longer)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            # as Ctrl-C does: SIGINT to dvc and its stage, with the default disposition
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen, training, deadline = [], None, time.monotonic() + 120
+    for line in proc.stdout:
+        seen.append(line)
+        training = re.match(r"\[(gmf|mlp)\] epoch 2:", line)
+        if training or time.monotonic() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    out = "".join(seen) + proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0 and training, out
+    assert not (project / f"models/{training.group(1)}.pt").exists()  # DVC removed it before the stage ran
+    message = [line for line in out.splitlines() if line.startswith("interrupted: ")]
+    assert len(message) == 1 and "Traceback" not in out, out
+    restore = re.search(r"`(git checkout [^`]+)`", message[0]).group(1)
+    subprocess.run(restore, shell=True, cwd=project, env=env, check=True, capture_output=True)
+    for path, content in before.items():
+        assert (project / path).read_bytes() == content, f"{path} was not restored"
+    assert (project / "params.yaml").read_text() == committed
+    assert stages_run(run(["dvc", "repro"], project)) == set()
 
 
 def test_exp_run_reruns_training_only_and_metrics_diff_shows_it(project):

@@ -169,3 +169,14 @@ def test_training_memory_is_bounded_by_the_chunk(monkeypatch):
     per_epoch = len(seen) // 2
     assert per_epoch == train.epoch_chunks(len(data.users) * 3) > 1  # 2 negatives a positive
     assert max(len(s[0]) for s in seen) <= 64 + 3
+
+
+def test_a_finite_but_exploding_loss_stops_training():
+    torch.manual_seed(0)
+    data = clustered()
+    model = GMF(data.num_users, data.num_items, dim=4)
+    with torch.no_grad():
+        model.path.user.weight.mul_(1e4)  # logits of about 1e4: a loss far above DIVERGED_LOSS
+        model.path.item.weight.mul_(1e4)
+    with pytest.raises(TrainingError, match=r"gmf: the training loss became .* \(diverged: above 100.0\) in epoch 1"):
+        run_fit(model, data, lr=1e-6)

@@ -199,6 +199,27 @@ def parse_params(raw) -> Params:
     return _build(Params, raw, "")
 
 
+def check_runnable(params: Params, num_items: int | None = None) -> None:
+    """Refuse, in one line, combinations of valid values that no stage could run with.
+
+    Called by the validate stage before any other stage runs (DVC removes a stage's outputs
+    before it runs, so a stage that fails on its params would have lost them already).
+    `num_items`: the dataset's number of movies, where known.
+    """
+    train, ks = params.train, params.evaluate.ks
+    if train.batch_size % train.processes:
+        raise ParamsError(f"train.batch_size {train.batch_size} does not split evenly over train.processes "
+                          f"{train.processes}; use a multiple of {train.processes}")
+    if train.backend == "nccl" and params.device == "cpu":
+        raise ParamsError("train.backend: nccl needs CUDA GPUs, but device is cpu; use gloo (or auto)")
+    if 10 not in ks:
+        raise ParamsError(f"evaluate.ks: {list(ks)} lacks 10; HR@10 and NDCG@10 are the headline metrics "
+                          "(model selection, plots, `dvc metrics diff`): add 10")
+    if num_items is not None and max(ks) >= num_items:
+        raise ParamsError(f"evaluate.ks: {max(ks)} is not below the {num_items:,} movies of {params.data.dataset}, "
+                          "so every HR@K would be 1.0; use cut-offs below that")
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate params.yaml; every problem becomes a one-line ParamsError."""
     path = Path(path)

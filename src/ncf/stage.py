@@ -25,6 +25,11 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
+# Brings back every output of the last commit, byte for byte: git holds params, dvc.lock, the
+# metrics and plot data; DVC's cache the models and data that dvc.lock names.
+RESTORE = "git checkout -- params.yaml dvc.lock metrics plots && dvc checkout"
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt  # so that `output_file` removes its temp file on the way out
 
@@ -40,8 +45,9 @@ def run(main: Callable[[], None]) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         if speaks:
-            print("interrupted: outputs are written atomically, so none was left half-written; "
-                  "run `dvc repro` again to finish", file=sys.stderr)
+            print(f"interrupted: nothing was left half-written, but under DVC this stage's previous outputs "
+                  f"were removed before it ran; `dvc repro` finishes the run, or `{RESTORE}` "
+                  "goes back to the last commit's outputs", file=sys.stderr)
         sys.exit(130)
 
 

@@ -36,6 +36,10 @@ from ncf.evaluate import ItemMask, rank_held_out
 from ncf.metrics import hit_rate, ndcg
 from ncf.sampling import NegativeSampler
 
+# A mean log loss this high is divergence, not learning: a model that knows nothing scores
+# log 2 = 0.69, and the L2 term of a sane model is a fraction of that. Stop rather than save it.
+DIVERGED_LOSS = 100.0
+
 SELECT_K = 10  # early stopping and model selection use validation HR@10, then NDCG@10
 
 
@@ -278,9 +282,10 @@ def fit(
                           generator=generator, batch_size=local_batch, l2=l2, chunks=chunks, steps=steps)
         total, count = world.sum(list(local), device)
         mean_loss = total / max(count, 1)
-        if not math.isfinite(mean_loss):
+        if not math.isfinite(mean_loss) or mean_loss > DIVERGED_LOSS:
+            what = mean_loss if not math.isfinite(mean_loss) else f"{mean_loss:.3g} (diverged: above {DIVERGED_LOSS})"
             raise TrainingError(
-                f"{name}: the training loss became {mean_loss} in epoch {epoch}; "
+                f"{name}: the training loss became {what} in epoch {epoch}; "
                 f"lower {name}.lr (now {lr}) or raise {name}.l2 (now {l2})"
             )
         improved = consider(epoch, round(mean_loss, 6))

@@ -1,0 +1,40 @@
+"""validate: check every key of params.yaml, and how they combine, before any other stage runs.
+
+DVC removes a stage's outputs before running its command, so a stage that refused its params
+would already have lost the previous models, metrics and curves. This stage depends on the
+whole params.yaml file, runs whenever any of it changes (a misspelt or misplaced key too, which
+no other stage declares), and every other stage comes after it: a bad value stops `dvc repro`
+and `dvc exp run` here, with one line and exit code 2, before anything is removed.
+"""
+
+import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
+
+from ncf.config import check_runnable, load_params
+from ncf.errors import ParamsError
+from ncf.io import write_bytes
+from ncf.movielens import RELEASES
+from ncf.stage import log, parser, run
+
+
+def main():
+    p = parser(__doc__)
+    p.add_argument("--out", required=True, help="output: a marker that later stages depend on (always the same bytes)")
+    args = p.parse_args()
+    params = load_params(args.params)
+    release = RELEASES.get(params.data.dataset)
+    known = params.data.verify and release is not None and release.sizes is not None  # not for test data
+    check_runnable(params, num_items=release.sizes.items if known else None)
+    if params.device == "cuda" or params.train.backend == "nccl":
+        import torch
+
+        if not torch.cuda.is_available():
+            key = "device: cuda" if params.device == "cuda" else "train.backend: nccl"
+            raise ParamsError(f"{key} needs a CUDA GPU and none is visible; use "
+                              + ("device: auto or cpu" if params.device == "cuda" else "train.backend: gloo or auto"))
+    # The same bytes whatever the params: stages downstream rerun for their own keys, not for this.
+    write_bytes(b"params.yaml: every key is known and valid\n", args.out)
+    log("validate", f"{args.params}: every key is known and valid")
+
+
+if __name__ == "__main__":
+    run(main)
