@@ -124,3 +124,8 @@ def test_an_interrupted_training_stage_leaves_the_previous_outputs_untouched(tmp
     for path in outputs.values():
         assert path.read_bytes() == b"previous run"
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_local_zip_that_is_a_folder_is_named_as_such(tmp_path):
+    with pytest.raises(DataError, match=r"local: .* is a folder, not the release's zip"):
+        load_release("ml-100k", ("local",), local_zip=str(tmp_path), log=lambda _: None)

@@ -175,3 +175,60 @@ def test_compare_pools_seeds_given_as_ranks_files(tmp_path, capsys):
         cli.main(["compare", ",".join(old), new[0]])
     assert exc.value.code == 2
     assert "A names 3 runs and B 1" in capsys.readouterr().err
+
+
+def _one_line_error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_recommend_reads_the_model_kind_from_the_checkpoint_not_its_name(trained_split, capsys):
+    split, ckpt = trained_split
+    renamed = ckpt.with_name("best-model.pt")  # a name that says nothing (it used to be read as neumf)
+    renamed.write_bytes(ckpt.read_bytes())
+    cli.main(["recommend", "--user", "196", "-k", "1", "--model", str(renamed), "--split", str(split),
+              "--catalog", str(split.parent / "catalog.parquet")])
+    assert "gmf checkpoint" in capsys.readouterr().out
+
+
+def test_recommend_blames_a_wrong_catalog_not_the_model(trained_split, capsys, tmp_path):
+    split, ckpt = trained_split
+    other = tmp_path / "other.parquet"
+    pd.read_parquet(split.parent / "catalog.parquet").head(4).to_parquet(other)
+    err = _one_line_error(capsys, ["recommend", "--user", "196", "--model", str(ckpt), "--split", str(split),
+                                   "--catalog", str(other)])
+    assert f"{other}: lists 4 movies, but {split} has 6" in err
+
+
+def test_recommend_on_a_truncated_split_file_is_one_line(trained_split, capsys):
+    split, ckpt = trained_split
+    users = split / "users.parquet"
+    users.write_bytes(users.read_bytes()[:20])
+    err = _one_line_error(capsys, ["recommend", "--user", "196", "--model", str(ckpt), "--split", str(split),
+                                   "--catalog", str(split.parent / "catalog.parquet")])
+    assert f"{users}: unreadable" in err and "dvc checkout" in err
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "cannot read it"),
+    ("{not json", "not valid JSON"),
+    ('{"a": 1}', "expected the list `dvc exp show --json` prints, got a dict"),
+])
+def test_report_from_a_bad_json_file_is_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "shown.json"
+    if content is not None:
+        path.write_text(content)
+    err = _one_line_error(capsys, ["report", "--from-json", str(path), "--out", str(tmp_path / "out")])
+    assert message in err
+
+
+def test_report_out_below_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "shown.json").write_text("[]")
+    (tmp_path / "file").write_text("x")
+    err = _one_line_error(capsys, ["report", "--from-json", str(tmp_path / "shown.json"),
+                                   "--out", str(tmp_path / "file" / "reports")])
+    assert "a parent of it is a file" in err

@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 import yaml
 
+from ncf.stage import RESTORE
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "src", "stages"]
@@ -158,7 +160,8 @@ def test_a_bad_or_unknown_param_stops_dvc_before_any_output_is_removed(project):
     assert stages_run(run(["dvc", "repro"], project)) == set()
 
 
-def test_ctrl_c_under_dvc_then_the_printed_command_brings_back_every_output(project):
+@pytest.mark.parametrize("how", ["ctrl-c", "kill -9 of the stage"])
+def test_an_interrupted_dvc_repro_then_the_printed_command_brings_back_every_output(project, how):
     before = {path: (project / path).read_bytes() for path in OUTPUTS}
     committed = (project / "params.yaml").read_text()
     longer = committed.replace("max_epochs: 8", "max_epochs: 100000").replace("patience: 3", "patience: 100000")
@@ -174,14 +177,29 @@ def test_ctrl_c_under_dvc_then_the_printed_command_brings_back_every_output(proj
         training = re.match(r"\[(gmf|mlp)\] epoch 2:", line)
         if training or time.monotonic() > deadline:
             break
-    os.killpg(proc.pid, signal.SIGINT)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:  # only the stage's python process, as the OOM killer would
+        import psutil
+
+        stage = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                 if any(part.startswith("stages/pretrain_") for part in p.cmdline())]
+        assert stage, "no training stage process found"
+        for p in stage:
+            p.kill()
     out = "".join(seen) + proc.communicate(timeout=120)[0]
     assert proc.returncode != 0 and training, out
     assert not (project / f"models/{training.group(1)}.pt").exists()  # DVC removed it before the stage ran
+    assert "Traceback" not in out, out
     message = [line for line in out.splitlines() if line.startswith("interrupted: ")]
-    assert len(message) == 1 and "Traceback" not in out, out
-    restore = re.search(r"`(git checkout [^`]+)`", message[0]).group(1)
-    subprocess.run(restore, shell=True, cwd=project, env=env, check=True, capture_output=True)
+    if how == "ctrl-c":  # the stage says what happened and how to go back
+        assert len(message) == 1, out
+        restore = re.search(r"`(git checkout [^`]+)`", message[0]).group(1)
+        assert restore == RESTORE
+    else:  # a killed process says nothing: the README gives the same command
+        assert not message
+        assert RESTORE in (ROOT / "README.md").read_text()
+    subprocess.run(RESTORE, shell=True, cwd=project, env=env, check=True, capture_output=True)
     for path, content in before.items():
         assert (project / path).read_bytes() == content, f"{path} was not restored"
     assert (project / "params.yaml").read_text() == committed
@@ -228,16 +246,21 @@ def test_push_and_pull_give_back_every_artefact(project, tmp_path):
     run(["dvc", "checkout", "-q"], project)
     run(["dvc", "remote", "add", "-d", "store", str(remote)], project)
     run(["git", "commit", "-qam", "remote"], project)
-    run(["dvc", "push"], project)
+    run(["dvc", "push", "--run-cache"], project)
 
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
-    run(["dvc", "pull"], clone)
+    run(["dvc", "pull", "--run-cache"], clone)
     for path in ("data/raw/ratings.parquet", "data/split/train.parquet", "models/neumf.pt",
                  "data/evaluate/ranks.parquet"):
         assert (clone / path).read_bytes() == (project / path).read_bytes(), path
     assert "up to date" in run(["dvc", "status"], clone)
     assert stages_run(run(["dvc", "repro"], clone)) == set()
+    # The neg2 experiment ran in the other clone only: its run cache came with the pull, so
+    # running it here restores every stage instead of training.
+    out = run(["dvc", "exp", "run", "-S", "num_negatives=2"], clone)
+    assert stages_run(out) == set(), out
+    assert "Stage 'pretrain_mlp' is cached - skipping run" in out
 
 
 def test_rerunning_everything_gives_byte_identical_outputs(project):

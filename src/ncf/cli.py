@@ -54,6 +54,9 @@ def read_ranks(rev: str | None) -> pd.DataFrame:
                        "(or `dvc pull`) first") from None
     except DvcException as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "neither as a DVC output" in first or "not in cache" in first.lower():
+            raise CliError(f"{RANKS} of {rev or 'the workspace'} is not in the local DVC cache; `dvc pull` "
+                           f"it from a remote, or `dvc exp apply {rev}` and `dvc repro` to rebuild it") from None
         raise CliError(f"cannot read {RANKS} at {rev or 'workspace'}: {first}") from None
 
 
@@ -105,20 +108,21 @@ def recommend(args) -> None:
     from ncf.recommend import describe, top_k
 
     split = args.split
-    try:
-        users = pd.read_parquet(split / "users.parquet")
-        items = pd.read_parquet(args.catalog)
-        seen = pd.concat([pd.read_parquet(split / f"{n}.parquet") for n in ("train", "valid", "test")])
-    except FileNotFoundError as exc:
-        raise CliError(f"{exc.filename}: missing; run `dvc repro` (or `dvc pull`) first") from None
+    users = read_table(split / "users.parquet")
+    num_items = len(read_table(split / "items.parquet"))
+    items = read_table(args.catalog)
+    if len(items) != num_items:
+        raise CliError(f"{args.catalog}: lists {len(items):,} movies, but {split} has {num_items:,}; "
+                       "pass the catalog the split stage wrote with it (--catalog data/catalog.parquet)")
+    seen = pd.concat([read_table(split / f"{n}.parquet") for n in ("train", "valid", "test")])
     row = users.index[users["user_id"] == args.user]
     if not len(row):
         raise CliError(f"user {args.user} is not in {split}/users.parquet (MovieLens ids "
                        f"{users['user_id'].min()}-{users['user_id'].max()})")
     user = int(users.loc[row[0], "user"])
     try:
-        model, ckpt = load_checkpoint(args.model, ckpt_kind(args.model),
-                                      {"num_users": len(users), "num_items": len(items)})
+        model, ckpt = load_checkpoint(args.model, None,  # the kind the checkpoint says it holds
+                                      {"num_users": len(users), "num_items": num_items})
     except CheckpointError as exc:
         raise CliError(str(exc)) from None
     model.eval()
@@ -136,9 +140,15 @@ def recommend(args) -> None:
             print(f"     {describe(items.iloc[int(item)])}")
 
 
-def ckpt_kind(path) -> str:
-    name = Path(path).stem
-    return name if name in MODELS else "neumf"
+def read_table(path: Path) -> pd.DataFrame:
+    """A parquet file the pipeline wrote, or one line saying how to get it back."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise CliError(f"{path}: missing; run `dvc repro` (or `dvc pull`) first") from None
+    except (OSError, ValueError) as exc:  # truncated or not parquet (pyarrow raises both kinds)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise CliError(f"{path}: unreadable ({first}); restore it with `dvc checkout` or rerun `dvc repro`") from None
 
 
 def report(args) -> None:
@@ -148,7 +158,10 @@ def report(args) -> None:
     from ncf.report import build
 
     if args.from_json:
-        text = args.from_json.read_text()
+        try:
+            text = args.from_json.read_text()
+        except OSError as exc:
+            raise CliError(f"{args.from_json}: cannot read it ({exc.strerror or type(exc).__name__})") from None
     else:
         dvc = Path(sys.executable).parent / "dvc"
         cmd = [str(dvc) if dvc.exists() else "dvc", "exp", "show", "--json"]
@@ -158,9 +171,21 @@ def report(args) -> None:
             raise CliError(f"`dvc exp show --json` failed: {last}")
         text = proc.stdout
     try:
-        print(build(json.loads(text), args.out, vary=args.vary))
-    except (ValueError, KeyError) as exc:
-        raise CliError(str(exc)) from None
+        shown = json.loads(text)
+    except ValueError:
+        raise CliError(f"{args.from_json or '`dvc exp show --json`'}: not valid JSON; save it with "
+                       "`dvc exp show --json > FILE`") from None
+    if not isinstance(shown, list):
+        raise CliError(f"{args.from_json or '`dvc exp show --json`'}: expected the list `dvc exp show --json` "
+                       f"prints, got a {type(shown).__name__}")
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {args.out}: is a file; give a folder")
+    if any(parent.exists() and not parent.is_dir() for parent in args.out.parents):
+        raise CliError(f"--out {args.out}: a parent of it is a file; give a folder")
+    try:
+        print(build(shown, args.out, vary=args.vary))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CliError(f"cannot build the report: {exc or type(exc).__name__}") from None
     print(f"(written to {args.out}/)")
 
 

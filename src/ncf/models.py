@@ -241,8 +241,11 @@ def save_checkpoint(model: nn.Module, path, *, kind: str, params: dict, info: di
     write_bytes(buffer.getvalue(), path)
 
 
-def load_checkpoint(path, kind: str, expected_args: dict | None = None, map_location="cpu"):
-    """Rebuild the model stored at `path` (tensors and plain types only: weights_only=True)."""
+def load_checkpoint(path, kind: str | None, expected_args: dict | None = None, map_location="cpu"):
+    """Rebuild the model stored at `path` (tensors and plain types only: weights_only=True).
+
+    `kind` None accepts whichever model the checkpoint says it holds.
+    """
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -252,6 +255,8 @@ def load_checkpoint(path, kind: str, expected_args: dict | None = None, map_loca
         raise CheckpointError(f"{path}: not a readable checkpoint ({first}); retrain it with `dvc repro`") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an ncf checkpoint of format {CHECKPOINT_FORMAT}; retrain it")
+    if kind is None and ckpt.get("kind") in MODELS:
+        kind = ckpt["kind"]
     if ckpt.get("kind") != kind:
         raise CheckpointError(f"{path}: holds a {ckpt.get('kind')!r} model, expected {kind!r}")
     args = ckpt["model_args"]

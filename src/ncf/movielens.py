@@ -356,6 +356,8 @@ def fetch_local(release: Release, local_zip: str, verify: bool):
     if not local_zip:
         raise DataError("local: skipped, data.local_zip is empty (set it to the path of the release's zip)")
     path = Path(local_zip).expanduser()
+    if path.is_dir():
+        raise DataError(f"local: {path} is a folder, not the release's zip; point data.local_zip at the zip file")
     if not path.is_file():
         raise DataError(f"local: {path} does not exist; fix data.local_zip")
     return _parse_checked_zip(release, path, "local", verify)
