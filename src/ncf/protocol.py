@@ -62,8 +62,9 @@ def training(params: Params):
 def read_split(folder: Path, device) -> TrainData:
     """Training data and validation items from the split stage's folder."""
     folder = Path(folder)
-    train = pd.read_parquet(folder / "train.parquet")
-    valid = pd.read_parquet(folder / "valid.parquet")
+    # Only the columns training reads: at 25 M ratings the others cost 0.4 GB of peak memory.
+    train = pd.read_parquet(folder / "train.parquet", columns=["user", "item"])
+    valid = pd.read_parquet(folder / "valid.parquet", columns=["user", "item"])
     num_users = len(pd.read_parquet(folder / "users.parquet"))
     num_items = len(pd.read_parquet(folder / "items.parquet"))
     return TrainData.from_frames(train, valid, num_users, num_items, device=device)
