@@ -10,7 +10,6 @@ and `dvc exp run` here, with one line and exit code 2, before anything is remove
 import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
 
 from ncf.config import check_runnable, load_params
-from ncf.errors import ParamsError
 from ncf.io import write_bytes
 from ncf.movielens import RELEASES
 from ncf.stage import log, parser, run
@@ -24,13 +23,11 @@ def main():
     release = RELEASES.get(params.data.dataset)
     known = params.data.verify and release is not None and release.sizes is not None  # not for test data
     check_runnable(params, num_items=release.sizes.items if known else None)
-    if params.device == "cuda" or params.train.backend == "nccl":
-        import torch
+    if params.device == "cuda" or params.train.backend == "nccl":  # only these need torch to check
+        from ncf.distributed import backend_for
+        from ncf.runtime import resolve_device
 
-        if not torch.cuda.is_available():
-            key = "device: cuda" if params.device == "cuda" else "train.backend: nccl"
-            raise ParamsError(f"{key} needs a CUDA GPU and none is visible; use "
-                              + ("device: auto or cpu" if params.device == "cuda" else "train.backend: gloo or auto"))
+        backend_for(params.train.backend, resolve_device(params.device))
     # The same bytes whatever the params: stages downstream rerun for their own keys, not for this.
     write_bytes(b"params.yaml: every key is known and valid\n", args.out)
     log("validate", f"{args.params}: every key is known and valid")

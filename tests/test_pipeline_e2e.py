@@ -144,6 +144,8 @@ def test_a_bad_or_unknown_param_stops_dvc_before_any_output_is_removed(project):
         (committed.replace("batch_size: 256", "batch_size: 0"), "error: train.batch_size: 0 is not allowed"),
         (committed.replace("train:\n", "train:\n  lr: 0.5\n"), "error: train.lr: unknown key"),  # read by no stage
         (committed.replace("processes: 1", "processes: 3"), "does not split evenly over train.processes 3"),
+        (committed.replace("device: auto", "device: cuda"), "error: device: cuda was asked for but no CUDA GPU"),
+        (committed.replace("backend: auto", "backend: nccl"), "error: train.backend: nccl needs CUDA GPUs"),
     ]
     try:
         for text, message in bad_values:

@@ -210,8 +210,6 @@ def check_runnable(params: Params, num_items: int | None = None) -> None:
     if train.batch_size % train.processes:
         raise ParamsError(f"train.batch_size {train.batch_size} does not split evenly over train.processes "
                           f"{train.processes}; use a multiple of {train.processes}")
-    if train.backend == "nccl" and params.device == "cpu":
-        raise ParamsError("train.backend: nccl needs CUDA GPUs, but device is cpu; use gloo (or auto)")
     if 10 not in ks:
         raise ParamsError(f"evaluate.ks: {list(ks)} lacks 10; HR@10 and NDCG@10 are the headline metrics "
                           "(model selection, plots, `dvc metrics diff`): add 10")
