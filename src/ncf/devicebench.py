@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from ncf.config import load_params
+from ncf.errors import ParamsError
 from ncf.evaluate import rank_held_out
 from ncf.metrics import hit_rate
 from ncf.models import NeuMF
@@ -114,13 +115,12 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     params = load_params("params.yaml")
-    name = args.device.split(":")[0]
     try:
-        device = resolve_device(name) if name != "cpu" else torch.device("cpu")
-    except Exception as exc:  # noqa: BLE001  (ParamsError: no GPU)
+        device = resolve_device(args.device.split(":")[0])
+    except ParamsError as exc:  # no GPU visible
         raise SystemExit(f"error: {exc}; run on a GPU machine, or pass --device cpu") from None
-    device = torch.device(args.device) if device.type == "cuda" else device
-    if device.type == "cuda" and torch.cuda.is_available():
+    if device.type == "cuda":
+        device = torch.device(args.device) if args.device.startswith("cuda:") else device  # keeps cuda:N
         torch.backends.cuda.matmul.allow_tf32 = True  # as NVIDIA's reference; our CPU path is plain fp32
     arch = dict(gmf_dim=params.gmf.dim, gmf_biases=params.gmf.biases, mlp_dim=params.mlp.dim,
                 layers=list(params.mlp.layers))
