@@ -1,8 +1,9 @@
 """evaluate: full ranking of each user's test item over all items, for every model.
 
 Masks the user's training and validation items, ranks the held-out item (ties count against
-it), and writes HR@K / NDCG@K for NeuMF, GMF, MLP and popularity to metrics/evaluate.json,
-plus every user's rank per model for paired comparisons. Beside them, for comparison with the
+it), and writes HR@K / NDCG@K for NeuMF, GMF, MLP, popularity and the baselines stage's EASE,
+iALS and ItemKNN to metrics/evaluate.json, with the standard error over users of HR@10 and
+NDCG@10 (`hr@10_se`, `ndcg@10_se`), plus every user's rank per model for paired comparisons. Beside them, for comparison with the
 literature only, `sampled_hr@10` / `sampled_ndcg@10`: the paper's protocol, ranking the test
 item among itself and 99 items the user never interacted with (drawn once, seeded).
 For review, a few users' held-out movie, its rank and NeuMF's top 10 go to a markdown sample.
@@ -15,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ncf import baselines
 from ncf.config import load_params
 from ncf.evaluate import ItemMask, Popularity, rank_test
 from ncf.io import output_file, write_json, write_parquet
-from ncf.metrics import summarize
+from ncf.metrics import standard_errors, summarize
 from ncf.models import count_parameters, load_checkpoint
+from ncf.registry import BASELINES, NEURAL
 from ncf.recommend import describe, top_k
 from ncf.runtime import setup, stage_seed
 from ncf.stage import log, parser, run
@@ -33,6 +36,7 @@ def main():
     p.add_argument("--split", required=True, type=Path, help="input: the split stage's folder")
     p.add_argument("--catalog", required=True, type=Path, help="input: movies with titles (split stage)")
     p.add_argument("--models", required=True, type=Path, help="input: folder with gmf.pt, mlp.pt, neumf.pt")
+    p.add_argument("--baselines", required=True, type=Path, help="input: folder with ease.pt, ials.pt, itemknn.pt")
     p.add_argument("--metrics", required=True, type=Path, help="output: metrics JSON")
     p.add_argument("--ranks", required=True, type=Path, help="output: per-user ranks parquet")
     p.add_argument("--sample", required=True, type=Path, help="output: markdown sample of recommendations")
@@ -60,11 +64,11 @@ def main():
         ranks[name], sampled = rank_test(score_all, users, targets, mask, positives, num_items,
                                          sample_seed, chunk, device)
         ranks[f"{name}_sampled"] = sampled
-        report[name] = {**summarize(ranks[name], params.evaluate.ks),
+        report[name] = {**summarize(ranks[name], params.evaluate.ks), **standard_errors(ranks[name]),
                         **{f"sampled_{k}": v for k, v in summarize(sampled, (SAMPLED_K,)).items()},
                         **(extra or {})}
 
-    for kind in ("neumf", "gmf", "mlp"):
+    for kind in NEURAL:
         model, _ = load_checkpoint(args.models / f"{kind}.pt", kind, shape)
         model.to(device).eval()
         models[kind] = model
@@ -72,6 +76,9 @@ def main():
     # Popularity counts what the models were trained on: training, plus validation with train.refit.
     seen = known if params.train.refit else train
     score("popularity", Popularity(seen["item"].to_numpy(np.int64), num_items, device).score_all)
+    for kind in BASELINES:
+        model = baselines.load(args.baselines / f"{kind}.pt", shape)
+        score(kind, model.score_all, {"chosen": model.hyper})
 
     write_json(report, args.metrics)
     write_parquet(pd.DataFrame(ranks), args.ranks)

@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -93,25 +94,34 @@ def stages_run(output: str) -> set[str]:
 def test_repro_from_nothing_writes_metrics_and_plots(project):
     out = run(["dvc", "repro"], project)
     assert stages_run(out) == {"validate", "download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf",
-                               "evaluate", "plot"}
+                               "baselines", "evaluate", "plot"}
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
-    assert list(metrics) == ["neumf", "gmf", "mlp", "popularity"]
+    assert list(metrics) == ["neumf", "gmf", "mlp", "popularity", "ease", "ials", "itemknn"]
     for model, values in metrics.items():
         for key in ("hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20"):
             assert 0.0 <= values[key] <= 1.0, (model, key)
+        # The standard error over the 40 test users: sqrt(p (1 - p) / (n - 1)) for a hit rate, and
+        # the same from each user's NDCG for NDCG (ranks from the ranks file).
+        p = values["hr@10"]
+        assert values["hr@10_se"] == pytest.approx((p * (1 - p) / 39) ** 0.5, abs=2e-6), model
+        ranks = pd.read_parquet(project / "data/evaluate/ranks.parquet")[model].to_numpy()
+        gains = np.where(ranks < 10, 1 / np.log2(ranks + 2.0), 0.0)
+        assert values["ndcg@10_se"] == pytest.approx(gains.std(ddof=1) / np.sqrt(40), abs=2e-6), model
         assert values["ndcg@10"] <= values["hr@10"]
         # 99 sampled negatives are a subset of the full ranking's candidates.
         assert values["sampled_hr@10"] >= values["hr@10"]
     assert metrics["neumf"]["params"] > metrics["gmf"]["params"] > 0
-    # The clusters are learnable: GMF must beat chance (10 of ~45 candidates) by a margin.
-    assert metrics["gmf"]["hr@10"] > 0.3
+    # The clusters are learnable: GMF and EASE must beat chance (10 of ~45 candidates) by a margin.
+    assert metrics["gmf"]["hr@10"] > 0.3 and metrics["ease"]["hr@10"] > 0.3
+    chosen = json.loads((project / "metrics/baselines.json").read_text())
+    assert metrics["ease"]["chosen"] == chosen["ease"]["chosen"]
     sample = (project / "plots/samples.md").read_text()
     assert sample.count("## User ") == 5 and "Held out: Movie " in sample
     for png in ("training_curves.png", "models.png"):
         assert (project / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Every stage left an entry in DVC's run cache (one folder per stage under runs/xx/).
     runs = project / ".dvc" / "cache" / "runs"
-    assert len({entry.parent for entry in runs.rglob("*") if entry.is_file()}) == 8
+    assert len({entry.parent for entry in runs.rglob("*") if entry.is_file()}) == 9
     # Nothing DVC caches is left for git to commit.
     status = run(["git", "status", "--porcelain"], project)
     assert ".parquet" not in status and ".pt" not in status
@@ -262,7 +272,8 @@ def test_push_and_pull_give_back_every_artefact(project, tmp_path):
 
 def test_rerunning_everything_gives_byte_identical_outputs(project):
     before = {p: (project / p).read_bytes() for p in ("metrics/evaluate.json", "models/neumf.pt",
-                                                      "plots/curves/neumf.tsv", "dvc.lock")}
+                                                      "plots/curves/neumf.tsv", "dvc.lock",
+                                                      "models/baselines/ials.pt", "models/baselines/ease.pt")}
     out = run(["dvc", "repro", "--force"], project)
     assert "Running stage 'train_neumf'" in out
     for path, content in before.items():

@@ -62,7 +62,7 @@ def test_missing_checkpoint_is_one_line(tmp_path):
         frame.to_parquet(split / f"{name}.parquet")
     pd.DataFrame({"item": [0, 1, 2, 3], "title": list("abcd")}).to_parquet(tmp_path / "catalog.parquet")
     proc = run_stage("evaluate.py", "--split", str(split), "--catalog", str(tmp_path / "catalog.parquet"),
-                     "--models", str(tmp_path / "none"),
+                     "--models", str(tmp_path / "none"), "--baselines", str(tmp_path / "none"),
                      "--metrics", str(tmp_path / "m.json"), "--ranks", str(tmp_path / "r.parquet"),
                      "--sample", str(tmp_path / "s.md"),
                      cwd=tmp_path)

@@ -8,7 +8,7 @@
     ncf report                         table and figures of all experiments (dvc exp show)
 
 A side is `[REV][:MODEL]`: REV is `workspace` (default), a git revision or a DVC experiment
-name; MODEL is neumf (default), gmf, mlp or popularity. Ranks come from
+name; MODEL is neumf (default), gmf, mlp, popularity, ease, ials or itemknn. Ranks come from
 data/evaluate/ranks.parquet of that revision, read through DVC (`dvc pull` it if missing).
 """
 
@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from ncf.compare import paired, table
+from ncf.registry import MODELS
 
 RANKS = "data/evaluate/ranks.parquet"
-MODELS = ("neumf", "gmf", "mlp", "popularity")
 
 
 class CliError(RuntimeError):

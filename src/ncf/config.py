@@ -78,6 +78,24 @@ class NeuMFParams:
 
 
 @dataclass(frozen=True)
+class EASEParams:
+    l2: tuple[float, ...] = field(default=(30.0, 100.0, 300.0, 1000.0), metadata={"rule": POSITIVE})
+
+
+@dataclass(frozen=True)
+class IALSParams:
+    factors: tuple[int, ...] = field(default=(128, 256), metadata={"rule": AT_LEAST_1})
+    regularization: tuple[float, ...] = field(default=(3.0, 10.0), metadata={"rule": POSITIVE})
+    alpha: tuple[float, ...] = field(default=(1.0,), metadata={"rule": POSITIVE})
+    iterations: int = field(default=20, metadata={"rule": AT_LEAST_1})
+
+
+@dataclass(frozen=True)
+class ItemKNNParams:
+    k: tuple[int, ...] = field(default=(10, 20, 50), metadata={"rule": AT_LEAST_1})
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     ks: tuple[int, ...] = field(default=(5, 10, 20), metadata={"rule": AT_LEAST_1})
     chunk_users: int = field(default=1024, metadata={"rule": AT_LEAST_1})
@@ -88,12 +106,15 @@ class Params:
     seed: int = field(default=0, metadata={"rule": NON_NEGATIVE})
     num_negatives: int = field(default=8, metadata={"rule": AT_LEAST_1})
     device: str = field(default="auto", metadata={"choices": DEVICES})
-    threads: int = field(default=1, metadata={"rule": AT_LEAST_1})
+    threads: int = field(default=2, metadata={"rule": AT_LEAST_1})
     data: DataParams = DataParams()
     train: TrainParams = TrainParams()
     gmf: GMFParams = GMFParams()
     mlp: MLPParams = MLPParams()
     neumf: NeuMFParams = NeuMFParams()
+    ease: EASEParams = EASEParams()
+    ials: IALSParams = IALSParams()
+    itemknn: ItemKNNParams = ItemKNNParams()
     evaluate: EvaluateParams = EvaluateParams()
 
     def to_dict(self) -> dict:

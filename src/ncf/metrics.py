@@ -36,3 +36,16 @@ def summarize(ranks, ks=(5, 10, 20)) -> dict[str, float]:
         out[f"hr@{k}"] = round(hit_rate(ranks, k), 6)
         out[f"ndcg@{k}"] = round(ndcg(ranks, k), 6)
     return out
+
+
+def standard_errors(ranks, k: int = 10) -> dict[str, float]:
+    """Standard error over users of HR@k and NDCG@k ({'hr@10_se': .., 'ndcg@10_se': ..}), 6 digits.
+
+    A difference between two runs smaller than about twice these is within the noise of one
+    run's users; `ncf compare` pairs the users of two runs for a sharper answer.
+    """
+    n = len(ranks)
+    if n < 2:
+        return {f"hr@{k}_se": 0.0, f"ndcg@{k}_se": 0.0}
+    return {f"hr@{k}_se": round(float(np.std(hits(ranks, k), ddof=1) / np.sqrt(n)), 6),
+            f"ndcg@{k}_se": round(float(np.std(gains(ranks, k), ddof=1) / np.sqrt(n)), 6)}

@@ -9,9 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ncf.io import output_file  # noqa: E402
-
-COLORS = {"neumf": "#4C72B0", "gmf": "#DD8452", "mlp": "#55A868", "popularity": "#8C8C8C"}
-LABELS = {"neumf": "NeuMF", "gmf": "GMF", "mlp": "MLP", "popularity": "Popularity"}
+from ncf.registry import COLORS, LABELS  # noqa: E402
 
 
 def _save(fig, path) -> None:
@@ -39,15 +37,21 @@ def training_curves(curves: dict[str, pd.DataFrame], path) -> None:
 
 
 def model_comparison(metrics: dict, path) -> None:
-    """Test HR@10 and NDCG@10 by model, with the values written on the bars."""
+    """Test HR@10 and NDCG@10 by model, values on the bars, whiskers of +-1.96 standard errors
+    over users (where metrics give `hr@10_se`): how far apart two bars must be to mean much."""
     models = list(metrics)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     for ax, key in zip(axes, ("hr@10", "ndcg@10")):
         values = [metrics[m][key] for m in models]
-        bars = ax.bar([LABELS.get(m, m) for m in models], values,
+        errors = [1.96 * metrics[m].get(f"{key}_se", 0.0) for m in models]
+        bars = ax.bar([LABELS.get(m, m) for m in models], values, yerr=errors, capsize=4,
+                      error_kw={"elinewidth": 1, "ecolor": "#333333"},
                       color=[COLORS.get(m, "#999999") for m in models], edgecolor="black")
-        ax.bar_label(bars, fmt="%.4f", padding=2)
-        ax.set(title=f"Test {key.upper()} (full ranking)", ylabel=key.upper())
-        ax.set_ylim(0, max(values) * 1.2 if max(values) > 0 else 1)
+        ax.bar_label(bars, fmt="%.4f", padding=2, label_type="center", color="white", fontsize=9,
+                     fontweight="bold")
+        ax.set(title=f"Test {key.upper()} (full ranking; whiskers: 95% over users)", ylabel=key.upper())
+        top = max(v + e for v, e in zip(values, errors))
+        ax.set_ylim(0, top * 1.1 if top > 0 else 1)
+        ax.tick_params(axis="x", labelrotation=30)
         ax.grid(axis="y", alpha=0.3)
     _save(fig, path)

@@ -157,7 +157,9 @@ def _sort_key(value):
 
 def _models(df: pd.DataFrame, metric: str) -> list[str]:
     """The models whose test `metric` (e.g. hr@10) the experiments report, in a fixed order."""
-    return [m for m in ("neumf", "gmf", "mlp", "popularity") if f"{m}.{metric}" in df]
+    from ncf.registry import MODELS
+
+    return [m for m in MODELS if f"{m}.{metric}" in df]
 
 
 def seeds_figure(df: pd.DataFrame, metric: str, path: Path) -> None:
