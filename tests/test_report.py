@@ -121,3 +121,45 @@ def test_vary_seed_draws_every_models_spread_over_seeds(exp_show, tmp_path):
     per_seed = [line for line in text.splitlines() if line.startswith("| 3 |")]
     assert per_seed == ["| 3 | 0.1360 | 0.1000 |"]  # neumf, gmf of seed 3
     assert (tmp_path / "seeds" / "seeds.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def fake_ranks(exp_show, better: set[str], users=200):
+    """ranks_of(rev) for the synthetic experiments: NeuMF ranks of rev in `better` are 0 (a hit)
+    for every user, others alternate between a hit and a miss; GMF always misses."""
+    def ranks_of(rev):
+        import pandas as pd
+
+        hit = np.zeros(users, dtype=np.int64)
+        mixed = np.where(np.arange(users) % 2 == 0, 0, 50)
+        return pd.DataFrame({"user": np.arange(users)[::-1], "item": np.arange(users)[::-1],
+                             "neumf": (hit if rev in better else mixed)[::-1], "gmf": np.full(users, 50)})
+    return ranks_of
+
+
+def test_each_configuration_is_tested_against_the_default_paired_over_users_and_seeds(exp_show, tmp_path):
+    ranks_of = fake_ranks(exp_show, better={"n16" * 10})
+    text = build(exp_show, tmp_path, vary=["num_negatives"], ranks_of=ranks_of, resamples=500)
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["4"].endswith("| (default) |")
+    # neg16 hits every user where the default hits half of them: +0.5 HR@10, clearly not noise.
+    assert "+0.5000 [" in rows["16"] and "p = 0.00" in rows["16"] and "(1 seed)" in rows["16"]
+    # neg8 is the same as the default for every user: no difference at all.
+    assert "+0.0000 [+0.0000, +0.0000], p = 1.00" in rows["8"]
+
+
+def test_seeds_only_report_tests_every_model_against_neumf(exp_show, tmp_path):
+    text = build(exp_show, tmp_path, vary=["seed"], ranks_of=fake_ranks(exp_show, better=set()), resamples=500)
+    gmf = next(line for line in text.splitlines() if line.startswith("| GMF |"))
+    # NeuMF hits half the users in every seed, GMF none: NeuMF - GMF = +0.5 HR@10.
+    assert "+0.5000 [" in gmf and "p = 0.00" in gmf
+    assert "5 seeds: 0, 1, 2, 3, 4." in text
+
+
+def test_threads_is_not_a_study(exp_show, tmp_path):
+    # A study queued with -S threads=1 is the same configuration as the committed threads: 2.
+    for exp in exp_show[1]["experiments"]:
+        exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["threads"] = 1
+    exp_show[1]["data"]["params"]["params.yaml"]["data"]["threads"] = 2
+    df = collect(exp_show)
+    assert "params.threads" not in varying(df)
+    assert aggregate(df, ["neumf.hr@10"])["seeds"].max() == 5

@@ -182,8 +182,11 @@ def report(args) -> None:
         raise CliError(f"--out {args.out}: is a file; give a folder")
     if any(parent.exists() and not parent.is_dir() for parent in args.out.parents):
         raise CliError(f"--out {args.out}: a parent of it is a file; give a folder")
+    from functools import lru_cache
+
+    ranks_of = None if args.no_tests or args.from_json else lru_cache(maxsize=None)(read_ranks)
     try:
-        print(build(shown, args.out, vary=args.vary))
+        print(build(shown, args.out, vary=args.vary, ranks_of=ranks_of, resamples=args.resamples))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CliError(f"cannot build the report: {exc or type(exc).__name__}") from None
     print(f"(written to {args.out}/)")
@@ -218,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="markdown table and figures of all DVC experiments",
                          description=("Reads `dvc exp show --json`, groups experiments whose params differ "
-                                      "only in the seed (mean, std, number of seeds), and draws one figure "
-                                      "per param that varies (the lab's studies)."))
+                                      "only in the seed (mean, std, number of seeds), tests each "
+                                      "configuration against the default one, paired over test users and "
+                                      "seeds, and draws one figure per param that varies (the lab's studies)."))
     rep.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: %(default)s)")
     rep.add_argument("--from-json", type=Path, help="read a saved `dvc exp show --json` instead of running it")
     rep.add_argument("--all-commits", action="store_true",
@@ -228,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help=("report only the baseline commit and the experiments that differ from it in "
                            "PARAM (repeatable) or the seed, e.g. --vary mlp.layers; --vary seed gives the "
                            "spread over seeds of every model"))
+    rep.add_argument("--no-tests", action="store_true",
+                     help=("skip the paired tests (each configuration's NeuMF against the default's, and "
+                           "with seeds only, every model against NeuMF), which read each run's ranks "
+                           "through DVC; on by default except with --from-json"))
+    rep.add_argument("--resamples", type=int, default=10_000, help="bootstrap / permutation draws of those tests")
     rep.set_defaults(func=report)
     return parser
 

@@ -16,7 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 METRICS_FILE = "metrics/evaluate.json"
-IGNORED = {"seed"}  # seeds are repetitions of one configuration, not a study
+# Not a study: seeds are repetitions of one configuration, and `threads` decides how a run
+# computes, not what (1 and 2 threads give the same weights; README, "Reproducibility"), so a
+# study queued with `-S threads=1` to run two at a time pairs with the committed defaults.
+IGNORED = {"seed", "threads"}
 
 
 def _flatten(node, prefix=""):
@@ -32,7 +35,7 @@ def _row(name: str, rev: str, data: dict) -> dict | None:
     params = (((data or {}).get("params") or {}).get("params.yaml") or {}).get("data")
     if not metrics or not params:
         return None  # a failed or queued experiment: nothing to report
-    row = {"name": name, "rev": rev[:7]}
+    row = {"name": name, "rev": rev[:7], "fullrev": rev}
     for key, value in _flatten(params):
         row[f"params.{key}"] = json.dumps(value) if isinstance(value, list) else value
     row.update(dict(_flatten(metrics)))
@@ -92,14 +95,16 @@ def varying(df: pd.DataFrame) -> list[str]:
 
 def markdown(summary: pd.DataFrame, studies: list[str], metrics: list[str]) -> str:
     cols = [s.removeprefix("params.") for s in studies] or ["configuration"]
-    head = "| " + " | ".join(cols + [*metrics, "seeds"]) + " |"
-    lines = [head, "|" + "---|" * (len(cols) + len(metrics) + 1)]
+    extra = [c for c in summary.columns if c.startswith("NeuMF vs.")]
+    head = "| " + " | ".join(cols + [*metrics, "seeds", *extra]) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + len(metrics) + 1 + len(extra))]
     for i, row in summary.iterrows():
         cells = [str(row[s]) for s in studies] or [f"#{i + 1}"]
         for m in metrics:
             mean, std = row[f"{m} mean"], row[f"{m} std"]
             cells.append(f"{mean:.4f}" + (f" ± {std:.4f}" if pd.notna(std) else ""))
         cells.append(str(int(row["seeds"])))
+        cells.extend(str(row[c]) for c in extra)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -139,6 +144,106 @@ def study_figure(summary: pd.DataFrame, study: str, others: list[str], metric: s
     with output_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def _runs_by_seed(df: pd.DataFrame) -> dict:
+    """{seed: full revision} for the rows of one configuration (the first run of each seed)."""
+    seeds = df["params.seed"] if "params.seed" in df else pd.Series([0] * len(df), index=df.index)
+    out = {}
+    for seed, rev in zip(seeds, df["fullrev"]):
+        out.setdefault(seed, rev)
+    return out
+
+
+def _paired_cell(ranks_a: list, ranks_b: list, resamples: int) -> str:
+    """'+0.0012 [-0.0101, +0.0125], p = 0.84' for HR@10 and NDCG@10, paired over users and seeds."""
+    import numpy as np
+
+    from ncf.compare import paired
+
+    cells = []
+    for metric in ("hr", "ndcg"):
+        r = paired(np.stack(ranks_a), np.stack(ranks_b), metric, 10, resamples=resamples)
+        cells.append(f"{r.diff:+.4f} [{r.low:+.4f}, {r.high:+.4f}], p = {r.p_value:.2f}")
+    return "; ".join(cells)
+
+
+def _ranks(ranks_of, rev: str, model: str, users=None):
+    frame = ranks_of(rev).sort_values("user")
+    if users is not None and not (frame["user"].to_numpy() == users).all():
+        raise ValueError(f"{rev[:7]} was evaluated on other test users; a paired test needs the same split")
+    return frame[model].to_numpy(), frame["user"].to_numpy()
+
+
+def against_default(df: pd.DataFrame, summary: pd.DataFrame, ranks_of, resamples: int = 10_000) -> list[str]:
+    """Per configuration of `summary`: NeuMF's paired difference (B - A) from the baseline
+    commit's configuration, over the test users of every seed both ran ('' for the default)."""
+    keys = config_keys(df)
+
+    def config(frame: pd.DataFrame) -> pd.Series:
+        return frame[keys].astype(str).agg("\x1f".join, axis=1)
+
+    ids = config(df)
+    base_runs = _runs_by_seed(df[ids == ids.iloc[0]])
+    cells = []
+    for summary_id in config(summary):
+        if summary_id == ids.iloc[0]:
+            cells.append("(default)")
+            continue
+        group = df[ids == summary_id]
+        runs = _runs_by_seed(group)
+        seeds = [s for s in runs if s in base_runs]
+        if not seeds:
+            cells.append("no common seed")
+            continue
+        a, b, users = [], [], None
+        for seed in seeds:
+            ra, users = _ranks(ranks_of, base_runs[seed], "neumf", users)
+            rb, _ = _ranks(ranks_of, runs[seed], "neumf", users)
+            a.append(ra)
+            b.append(rb)
+        cells.append(_paired_cell(a, b, resamples) + f" ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})")
+    return cells
+
+
+def models_table(df: pd.DataFrame, ranks_of=None, resamples: int = 10_000, against: str = "neumf") -> str:
+    """Every model of one configuration over its seeds: HR@10 and NDCG@10 mean ± std, and (with
+    ranks) `against`'s paired difference from each model over the users of every seed."""
+    from ncf.registry import LABELS
+
+    runs = _runs_by_seed(df)
+    first = df.drop_duplicates(subset=["params.seed"]) if "params.seed" in df else df
+    models = _models(first, "hr@10")
+    head = "| model | HR@10 | NDCG@10 |"
+    rule = "|---|---|---|"
+    if ranks_of is not None:
+        head += f" {LABELS.get(against, against)} - model, HR@10; NDCG@10 (95% CI, p; paired over users and seeds) |"
+        rule += "---|"
+    lines = [head, rule]
+    ranks = {}
+    if ranks_of is not None:
+        users = None
+        for seed, rev in runs.items():
+            frame = ranks_of(rev).sort_values("user")
+            if users is not None and not (frame["user"].to_numpy() == users).all():
+                raise ValueError(f"{rev[:7]} was evaluated on other test users")
+            users = frame["user"].to_numpy()
+            ranks[seed] = frame
+    for model in models:
+        cells = [LABELS.get(model, model)]
+        for key in ("hr@10", "ndcg@10"):
+            values = first[f"{model}.{key}"].astype(float)
+            std = values.std(ddof=1)
+            cells.append(f"{values.mean():.4f}" + (f" ± {std:.4f}" if pd.notna(std) else ""))
+        if ranks_of is not None:
+            if model == against:
+                cells.append("")
+            else:
+                a = [ranks[s][model].to_numpy() for s in runs]
+                b = [ranks[s][against].to_numpy() for s in runs]
+                cells.append(_paired_cell(a, b, resamples))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\n{len(runs)} seeds: {', '.join(str(s) for s in runs)}.\n"
 
 
 def _sort_key(value):
@@ -190,12 +295,14 @@ def seeds_figure(df: pd.DataFrame, metric: str, path: Path) -> None:
 
 
 def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@10"),
-          vary: list[str] | None = None) -> str:
+          vary: list[str] | None = None, ranks_of=None, resamples: int = 10_000) -> str:
     """Write out/experiments.md and one PNG per study; return the markdown.
 
     With `vary`, only the baseline and the experiments that differ from it in those params (or
     the seed) are reported. When they differ in the seed alone, the figure is `seeds.png`: every
-    model's HR@10 per seed with mean and standard deviation.
+    model's HR@10 per seed with mean and standard deviation. With `ranks_of(rev)` (a revision's
+    ranks frame), each configuration gets NeuMF's paired test against the default one, and a
+    seeds-only report every model's paired test against NeuMF.
     """
     df = collect(exp_show)
     if df.empty:
@@ -208,7 +315,12 @@ def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@1
     summary = aggregate(df, [*metrics, *extra])
     if studies:
         summary = summary.sort_values(studies, key=lambda col: col.map(_sort_key), ignore_index=True)
+    if ranks_of is not None and studies:
+        summary["NeuMF vs. default: HR@10; NDCG@10 (B - A, 95% CI, p)"] = against_default(df, summary, ranks_of,
+                                                                                         resamples)
     text = "# Experiments\n\n" + markdown(summary, studies, metrics) + "\n"
+    if not studies and ranks_of is not None:
+        text += "\n" + models_table(df, ranks_of, resamples)
     if not studies and "params.seed" in df and df["params.seed"].nunique() > 1:
         dedup = df.drop_duplicates(subset=["params.seed"])
         key = metrics[0].split(".", 1)[1]
