@@ -23,7 +23,7 @@ from ncf.io import write_json, write_tsv
 from ncf.models import count_parameters, save_checkpoint
 from ncf.runtime import setup, stage_seed
 from ncf.stage import log, parser
-from ncf.train import TrainData, fit
+from ncf.train import TrainData, fit_epochs, fit_select
 
 
 def training_args(doc: str, *checkpoints: str) -> argparse.Namespace:
@@ -87,9 +87,9 @@ def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], 
     common = dict(name=kind, num_negatives=params.num_negatives, batch_size=train.batch_size,
                   optimizer=optimizer, lr=lr, l2=l2, device=device, world=world)
     model = build()
-    result = fit(model, data, max_epochs=train.max_epochs, patience=train.patience,
-                 seed=stage_seed(params.seed, stage), chunk_users=params.evaluate.chunk_users,
-                 validate_initial=validate_initial, **common)
+    result = fit_select(model, data, max_epochs=train.max_epochs, patience=train.patience,
+                        seed=stage_seed(params.seed, stage), chunk_users=params.evaluate.chunk_users,
+                        validate_initial=validate_initial, **common)
     model.load_state_dict(result.state_dict)
     summary = {
         "best_epoch": result.best_epoch,
@@ -101,8 +101,8 @@ def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], 
     if train.refit:
         final = (build_refit or build)()
         full = data.with_validation()
-        refit = fit(final, full, max_epochs=result.best_epoch, patience=train.patience,
-                    seed=stage_seed(params.seed, f"{stage}:refit"), select=False, **common)
+        refit = fit_epochs(final, full, epochs=result.best_epoch,
+                           seed=stage_seed(params.seed, f"{stage}:refit"), **common)
         final.load_state_dict(refit.state_dict)
         last = refit.history[-1]["loss"] if refit.history else None
         summary["refit"] = {"epochs": refit.epochs_run, "positives": len(full.users), "loss": last}
