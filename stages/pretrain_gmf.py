@@ -11,7 +11,7 @@ import torch
 
 from ncf.config import load_params
 from ncf.models import GMF
-from ncf.protocol import read_split, train_and_save, training, training_args
+from ncf.protocol import TrainingOutputs, read_split, train_and_save, training, training_args
 from ncf.runtime import stage_seed
 from ncf.stage import run
 
@@ -26,8 +26,8 @@ def main():
             torch.manual_seed(stage_seed(params.seed, "pretrain_gmf:init"))
             return GMF(data.num_users, data.num_items, dim=params.gmf.dim, biases=params.gmf.biases)
 
-        train_and_save("pretrain_gmf", "gmf", build, data, params, device, world, args,
-                       optimizer="adam", lr=params.gmf.lr, l2=params.gmf.l2)
+        train_and_save("pretrain_gmf", "gmf", build, data, params, TrainingOutputs.from_args(args),
+                       optimizer="adam", lr=params.gmf.lr, l2=params.gmf.l2, device=device, world=world)
 
 
 if __name__ == "__main__":

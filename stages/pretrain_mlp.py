@@ -11,7 +11,7 @@ import torch
 
 from ncf.config import load_params
 from ncf.models import MLP
-from ncf.protocol import read_split, train_and_save, training, training_args
+from ncf.protocol import TrainingOutputs, read_split, train_and_save, training, training_args
 from ncf.runtime import stage_seed
 from ncf.stage import run
 
@@ -26,8 +26,8 @@ def main():
             torch.manual_seed(stage_seed(params.seed, "pretrain_mlp:init"))
             return MLP(data.num_users, data.num_items, dim=params.mlp.dim, layers=list(params.mlp.layers))
 
-        train_and_save("pretrain_mlp", "mlp", build, data, params, device, world, args,
-                       optimizer="adam", lr=params.mlp.lr, l2=params.mlp.l2)
+        train_and_save("pretrain_mlp", "mlp", build, data, params, TrainingOutputs.from_args(args),
+                       optimizer="adam", lr=params.mlp.lr, l2=params.mlp.l2, device=device, world=world)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import torch
 
 from ncf.config import load_params
 from ncf.models import NeuMF, load_checkpoint, neumf_from_pretrained
-from ncf.protocol import read_split, train_and_save, training, training_args
+from ncf.protocol import TrainingOutputs, read_split, train_and_save, training, training_args
 from ncf.runtime import stage_seed
 from ncf.stage import run
 
@@ -40,8 +40,8 @@ def main():
             return build
 
         train_and_save("train_neumf", "neumf", builder(args.gmf_select, args.mlp_select), data, params,
-                       device, world, args, optimizer=params.neumf.optimizer, lr=params.neumf.lr,
-                       l2=params.neumf.l2, validate_initial=params.neumf.pretrain,
+                       TrainingOutputs.from_args(args), optimizer=params.neumf.optimizer, lr=params.neumf.lr,
+                       l2=params.neumf.l2, device=device, world=world, validate_initial=params.neumf.pretrain,
                        build_refit=builder(args.gmf, args.mlp))
 
 

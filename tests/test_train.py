@@ -10,7 +10,7 @@ import torch
 from ncf.models import GMF, MLP, NeuMF
 from ncf.errors import TrainingError
 from ncf.runtime import stage_seed
-from ncf.train import TrainData, epoch_samples, fit, sample_epoch
+from ncf.train import TrainData, epoch_samples, fit_epochs, fit_select, sample_epoch
 from ncf.sampling import NegativeSampler
 
 
@@ -31,7 +31,7 @@ def run_fit(model, data, **overrides):
     kwargs = dict(name="gmf", num_negatives=2, batch_size=64, max_epochs=15, patience=15,
                   optimizer="adam", lr=0.05, l2=0.0, seed=0, device="cpu", log=lambda _: None)
     kwargs.update(overrides)
-    return fit(model, data, **kwargs)
+    return fit_select(model, data, **kwargs)
 
 
 def test_gmf_learns_the_clusters():
@@ -98,6 +98,28 @@ def test_same_seed_same_run_other_seed_other_run():
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
     history_c, _ = once(1)
     assert history_c != history_a
+
+
+def test_fit_epochs_trains_exactly_that_many_epochs_without_validating():
+    data = clustered()
+    kwargs = dict(name="gmf", num_negatives=2, batch_size=64, optimizer="adam", lr=0.05, l2=0.0, seed=0,
+                  device="cpu", log=lambda _: None)
+    torch.manual_seed(0)
+    model = GMF(data.num_users, data.num_items, dim=4)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    result = fit_epochs(model, data, epochs=3, **kwargs)
+    assert result.epochs_run == 3 and [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert all(row["valid_hr10"] is None and row["valid_ndcg10"] is None for row in result.history)
+    assert all(torch.equal(result.state_dict[k], v) for k, v in model.state_dict().items())
+    # Same seed, same first epochs as the early-stopping run: both train with TrainLoop.train.
+    torch.manual_seed(0)
+    selected = fit_select(GMF(data.num_users, data.num_items, dim=4), data, max_epochs=3, patience=3, **kwargs)
+    assert [row["loss"] for row in selected.history] == [row["loss"] for row in result.history]
+    # No epochs: the initial state, untouched.
+    torch.manual_seed(0)
+    none = fit_epochs(GMF(data.num_users, data.num_items, dim=4), data, epochs=0, **kwargs)
+    assert none.epochs_run == 0 and none.history == []
+    assert all(torch.equal(none.state_dict[k], v) for k, v in initial.items())
 
 
 def test_diverging_loss_stops_with_a_message_naming_epoch_and_params():

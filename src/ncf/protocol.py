@@ -3,7 +3,8 @@
 `training(params)` sets up torch (threads, device, and the process group when data-parallel);
 `read_split` loads the split stage's folder; `train_and_save` trains a model with early
 stopping on the validation item, refits it on training + validation for the chosen number of
-epochs, and writes both checkpoints, the curve and the summary.
+epochs, and writes both checkpoints, the curve and the summary to the `TrainingOutputs` paths
+(in-process, so tests call it directly; the stage scripts only parse arguments and build models).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +25,7 @@ from ncf.io import write_json, write_tsv
 from ncf.models import count_parameters, save_checkpoint
 from ncf.runtime import setup, stage_seed
 from ncf.stage import log, parser
-from ncf.train import TrainData, fit
+from ncf.train import TrainData, fit_epochs, fit_select
 
 
 def training_args(doc: str, *checkpoints: str) -> argparse.Namespace:
@@ -42,6 +44,20 @@ def training_args(doc: str, *checkpoints: str) -> argparse.Namespace:
     p.add_argument("--curve", required=True, type=Path, help="output: per-epoch TSV (loss, validation HR/NDCG@10)")
     p.add_argument("--metrics", required=True, type=Path, help="output: training summary JSON")
     return p.parse_args()
+
+
+@dataclass(frozen=True)
+class TrainingOutputs:
+    """Where a training stage writes (the outputs `training_args` asks for)."""
+
+    out: Path      # the final checkpoint (refit on training + validation when train.refit)
+    select: Path   # the best validation epoch's checkpoint, trained on training data only
+    curve: Path    # per-epoch TSV of the selection run
+    metrics: Path  # training summary JSON
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrainingOutputs:
+        return cls(out=args.out, select=args.select, curve=args.curve, metrics=args.metrics)
 
 
 @contextmanager
@@ -71,25 +87,27 @@ def read_split(folder: Path, device) -> TrainData:
 
 
 def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], data: TrainData,
-                   params: Params, device, world: World, args: argparse.Namespace, *, optimizer: str,
-                   lr: float, l2: float, validate_initial: bool = False,
+                   params: Params, outputs: TrainingOutputs, *, optimizer: str, lr: float, l2: float,
+                   device="cpu", world: World = World(), validate_initial: bool = False,
                    build_refit: Callable[[], torch.nn.Module] | None = None) -> None:
     """Train a model, choose its epochs on validation, refit, and write what the stage outputs.
 
     1. `build()` is trained on the training data with early stopping on the validation item;
-       its best epoch goes to `args.select`, its curve to `args.curve`.
+       its best epoch goes to `outputs.select`, its curve to `outputs.curve`.
     2. With `train.refit`, `(build_refit or build)()` is trained afresh on training + validation
        data for exactly that many epochs (the validation item is each user's most recent
-       training signal), and that model goes to `args.out`; without it, `args.out` is a copy of
-       the selected model. Test is never looked at.
+       training signal), and that model goes to `outputs.out`; without it, `outputs.out` is a
+       copy of the selected model. Test is never looked at.
+    3. The summary goes to `outputs.metrics`. Only rank 0 writes; `stage` seeds the runs
+       (`stage_seed`) and names the log line.
     """
     train = params.train
     common = dict(name=kind, num_negatives=params.num_negatives, batch_size=train.batch_size,
                   optimizer=optimizer, lr=lr, l2=l2, device=device, world=world)
     model = build()
-    result = fit(model, data, max_epochs=train.max_epochs, patience=train.patience,
-                 seed=stage_seed(params.seed, stage), chunk_users=params.evaluate.chunk_users,
-                 validate_initial=validate_initial, **common)
+    result = fit_select(model, data, max_epochs=train.max_epochs, patience=train.patience,
+                        seed=stage_seed(params.seed, stage), chunk_users=params.evaluate.chunk_users,
+                        validate_initial=validate_initial, **common)
     model.load_state_dict(result.state_dict)
     summary = {
         "best_epoch": result.best_epoch,
@@ -101,8 +119,8 @@ def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], 
     if train.refit:
         final = (build_refit or build)()
         full = data.with_validation()
-        refit = fit(final, full, max_epochs=result.best_epoch, patience=train.patience,
-                    seed=stage_seed(params.seed, f"{stage}:refit"), select=False, **common)
+        refit = fit_epochs(final, full, epochs=result.best_epoch,
+                           seed=stage_seed(params.seed, f"{stage}:refit"), **common)
         final.load_state_dict(refit.state_dict)
         last = refit.history[-1]["loss"] if refit.history else None
         summary["refit"] = {"epochs": refit.epochs_run, "positives": len(full.users), "loss": last}
@@ -111,12 +129,12 @@ def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], 
     # Only what this stage depends on, so the same weights always give the same bytes.
     made_by = {k: v for k, v in params.to_dict().items()
                if k in ("seed", "num_negatives", "device", "threads", "train", kind)}
-    save_checkpoint(model, args.select, kind=kind, params=made_by,
+    save_checkpoint(model, outputs.select, kind=kind, params=made_by,
                     info={**summary, "trained_on": "train"})
-    save_checkpoint(final, args.out, kind=kind, params=made_by,
+    save_checkpoint(final, outputs.out, kind=kind, params=made_by,
                     info={**summary, "trained_on": "train+valid" if train.refit else "train"})
-    write_tsv(result.history_frame(), args.curve)
-    write_json(summary, args.metrics)
+    write_tsv(result.history_frame(), outputs.curve)
+    write_json(summary, outputs.metrics)
     how = f", refit {summary['refit']['epochs']} epochs on training + validation" if train.refit else ""
-    log(stage, f"wrote {args.out} (best epoch {result.best_epoch}, valid hr@10 "
+    log(stage, f"wrote {outputs.out} (best epoch {result.best_epoch}, valid hr@10 "
                f"{summary['valid']['hr@10']:.4f}{how})")

@@ -5,8 +5,9 @@ and negatives together with a generator seeded by (seed, epoch, rank), and steps
 tensors in batches: no Dataset, no DataLoader, no per-sample Python. After each epoch the
 validation HR@10 and NDCG@10 come from full ranking with the user's training items masked; the
 state kept is the best epoch on validation (never on test), and training stops after `patience`
-epochs without a better one. `fit(..., select=False)` instead trains a fixed number of epochs
-without validation: the refit on training + validation data (stage.py).
+epochs without a better one (`fit_select`). `fit_epochs` instead trains a fixed number of epochs
+without validation: the refit on training + validation data (protocol.py). Both set up a
+`TrainLoop` and train each epoch with its `train`.
 
 Data-parallel (distributed.py): rank r of R trains on positives r, r + R, r + 2R, ... with its
 own negatives and batches of batch_size / R, so that one optimiser step sees the same global
@@ -200,7 +201,87 @@ def run_epoch(model, opt, pos_users: torch.Tensor, pos_items: torch.Tensor, samp
     return total, count
 
 
-def fit(
+def snapshot(model: torch.nn.Module) -> dict:
+    """A copy of the model's state on the CPU, untouched by further training."""
+    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+
+class TrainLoop:
+    """One training run's shared parts, and one epoch of it (`train`).
+
+    Puts the model on `device` in training mode (wrapped in DistributedDataParallel when
+    data-parallel), makes the optimiser and the negative sampler, and takes this rank's shard of
+    the positives, cut into the same number of chunks and steps per chunk on every rank (DDP
+    steps together). `batch_size` is the global batch: each rank steps through batch_size / size.
+    Progress goes to a bar on a terminal, else one log line an epoch; only rank 0 speaks.
+    """
+
+    def __init__(self, model: torch.nn.Module, data: TrainData, *, name: str, num_negatives: int,
+                 batch_size: int, optimizer: str, lr: float, l2: float, seed: int, device,
+                 world: World = World(), log=None):
+        log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.log = log if world.main else (lambda msg: None)  # rank 0 speaks for all
+        self.name, self.num_negatives, self.lr, self.l2, self.seed, self.world = \
+            name, num_negatives, lr, l2, seed, world
+        self.device = device = torch.device(device)
+        model.to(device).train()
+        self.net = model
+        if world.size > 1:
+            self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.opt = make_optimizer(optimizer, model.parameters(), lr)
+        self.sampler = NegativeSampler(data.users, data.items, data.num_items)
+        self.users, self.items = data.users[world.rank::world.size], data.items[world.rank::world.size]
+        largest_shard = -(-len(data.users) // world.size)
+        self.local_batch = batch_size // world.size
+        self.chunks = epoch_chunks(largest_shard * (1 + num_negatives))
+        per_chunk = -(-largest_shard // self.chunks)
+        self.steps = max(1, -(-per_chunk * (1 + num_negatives) // self.local_batch))
+
+    def train(self, epoch: int) -> float:
+        """Train epoch `epoch` (numbered from 1) on this rank's shard; the mean loss over all ranks.
+
+        A loss that is not finite, or above DIVERGED_LOSS, raises TrainingError naming the params.
+        """
+        generator = epoch_generator(self.seed, epoch, self.world.rank, self.device)
+        local = run_epoch(self.net, self.opt, self.users, self.items, self.sampler,
+                          num_negatives=self.num_negatives, generator=generator, batch_size=self.local_batch,
+                          l2=self.l2, chunks=self.chunks, steps=self.steps)
+        total, count = self.world.sum(list(local), self.device)
+        mean_loss = total / max(count, 1)
+        if not math.isfinite(mean_loss) or mean_loss > DIVERGED_LOSS:
+            shown = mean_loss if not math.isfinite(mean_loss) else f"{mean_loss:.3g} (diverged: above {DIVERGED_LOSS})"
+            raise TrainingError(
+                f"{self.name}: the training loss became {shown} in epoch {epoch}; "
+                f"lower {self.name}.lr (now {self.lr}) or raise {self.name}.l2 (now {self.l2})"
+            )
+        return mean_loss
+
+    def epochs(self, what: str, count: int) -> tqdm:
+        """Epochs 1 .. `count`, with a progress bar titled `what` (on rank 0, on a terminal)."""
+        return tqdm(range(1, count + 1), desc=what, unit="epoch", file=sys.stderr,
+                    disable=None if self.world.main else True)
+
+    def report(self, bar: tqdm, what: str, epoch: int, summary: str) -> None:
+        """Show one epoch's summary: on the bar, or as a log line when there is no bar."""
+        if bar.disable:
+            self.log(f"[{what}] epoch {epoch}: {summary}")
+        else:
+            bar.set_postfix_str(summary)
+
+
+def validate_everywhere(model, data: TrainData, chunk_users: int, device, world: World) -> dict[str, float]:
+    """Validation HR@10 and NDCG@10, computed on rank 0 and broadcast to every rank."""
+    hr, nd = world.from_main(list(validate(model, data, chunk_users, device).values())
+                             if world.main else [0.0, 0.0], device)
+    return {"hr@10": hr, "ndcg@10": nd}
+
+
+def history_row(epoch: int, loss: float | None, valid: dict[str, float] | None = None) -> dict:
+    valid = valid or {}
+    return {"epoch": epoch, "loss": loss, "valid_hr10": valid.get("hr@10"), "valid_ndcg10": valid.get("ndcg@10")}
+
+
+def fit_select(
     model: torch.nn.Module,
     data: TrainData,
     *,
@@ -216,98 +297,81 @@ def fit(
     device,
     chunk_users: int = 1024,
     validate_initial: bool = False,
-    select: bool = True,
     world: World = World(),
     log=None,
 ) -> FitResult:
-    """Train `model` in place; return the best epoch's state (by validation HR@10, then NDCG@10).
+    """Train `model` in place with early stopping; return the best epoch's state.
 
-    With `validate_initial`, the untrained state counts as epoch 0 (used for NeuMF after the
-    pretraining fusion, which may already be the best model). With `select=False`, train exactly
-    `max_epochs` epochs without validating and return the last state (0 epochs: the initial one).
-    `batch_size` is the global batch: each of `world.size` ranks steps through batch_size / size.
+    Epochs are compared by validation HR@10, then NDCG@10; training stops after `patience`
+    epochs without a better one, or after `max_epochs`. With `validate_initial`, the untrained
+    state counts as epoch 0 (used for NeuMF after the pretraining fusion, which may already be
+    the best model). `batch_size` is the global batch (see TrainLoop).
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if not world.main:
-        log = lambda msg: None  # noqa: E731  (rank 0 speaks for all)
-    device = torch.device(device)
-    model.to(device).train()
-    net = model
-    if world.size > 1:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = make_optimizer(optimizer, model.parameters(), lr)
-    sampler = NegativeSampler(data.users, data.items, data.num_items)
-    shard_users, shard_items = data.users[world.rank::world.size], data.items[world.rank::world.size]
-    largest_shard = -(-len(data.users) // world.size)
-    local_batch = batch_size // world.size
-    # The same number of chunks and of steps per chunk on every rank (DDP steps together).
-    chunks = epoch_chunks(largest_shard * (1 + num_negatives))
-    per_chunk = -(-largest_shard // chunks)
-    steps = max(1, -(-per_chunk * (1 + num_negatives) // local_batch))
-
+    loop = TrainLoop(model, data, name=name, num_negatives=num_negatives, batch_size=batch_size,
+                     optimizer=optimizer, lr=lr, l2=l2, seed=seed, device=device, world=world, log=log)
     history: list[dict] = []
     best_key, best_epoch, best_state, best_valid = None, 0, None, {}
+    if validate_initial:
+        best_valid = validate_everywhere(model, data, chunk_users, loop.device, world)
+        history.append(history_row(0, None, best_valid))
+        best_key, best_state = (best_valid["hr@10"], best_valid["ndcg@10"]), snapshot(model)
+        loop.log(f"[{name}] epoch 0 (before training): valid hr@10 {best_valid['hr@10']:.4f}")
 
-    def keep_state():
-        return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-
-    def consider(epoch: int, loss: float | None) -> bool:
-        nonlocal best_key, best_epoch, best_state, best_valid
-        if not select:
-            history.append({"epoch": epoch, "loss": loss, "valid_hr10": None, "valid_ndcg10": None})
-            return False
-        hr, nd = world.from_main(list(validate(model, data, chunk_users, device).values())
-                                 if world.main else [0.0, 0.0], device)
-        valid = {"hr@10": hr, "ndcg@10": nd}
-        history.append({"epoch": epoch, "loss": loss, "valid_hr10": hr, "valid_ndcg10": nd})
-        key = (hr, nd)
-        if best_key is None or key > best_key:
-            best_key, best_epoch, best_valid = key, epoch, valid
-            best_state = keep_state()
-            return True
-        return False
-
-    if validate_initial and select:
-        consider(0, None)
-        log(f"[{name}] epoch 0 (before training): valid hr@10 {best_valid['hr@10']:.4f}")
-
-    what = name if select else f"{name} refit"
-    bar = tqdm(range(1, max_epochs + 1), desc=what, unit="epoch", file=sys.stderr,
-               disable=None if world.main else True)
+    bar = loop.epochs(name, max_epochs)
     epoch = 0
     for epoch in bar:
         start = time.perf_counter()
-        generator = epoch_generator(seed, epoch, world.rank, device)
-        local = run_epoch(net, opt, shard_users, shard_items, sampler, num_negatives=num_negatives,
-                          generator=generator, batch_size=local_batch, l2=l2, chunks=chunks, steps=steps)
-        total, count = world.sum(list(local), device)
-        mean_loss = total / max(count, 1)
-        if not math.isfinite(mean_loss) or mean_loss > DIVERGED_LOSS:
-            what = mean_loss if not math.isfinite(mean_loss) else f"{mean_loss:.3g} (diverged: above {DIVERGED_LOSS})"
-            raise TrainingError(
-                f"{name}: the training loss became {what} in epoch {epoch}; "
-                f"lower {name}.lr (now {lr}) or raise {name}.l2 (now {l2})"
-            )
-        improved = consider(epoch, round(mean_loss, 6))
+        mean_loss = loop.train(epoch)
+        valid = validate_everywhere(model, data, chunk_users, loop.device, world)
+        history.append(history_row(epoch, round(mean_loss, 6), valid))
+        key = (valid["hr@10"], valid["ndcg@10"])
+        improved = best_key is None or key > best_key
+        if improved:
+            best_key, best_epoch, best_valid, best_state = key, epoch, valid, snapshot(model)
         seconds = time.perf_counter() - start
-        row = history[-1]
-        summary = f"loss {mean_loss:.4f}"
-        if select:
-            summary += (f"  valid hr@10 {row['valid_hr10']:.4f} ndcg@10 {row['valid_ndcg10']:.4f}"
-                        f"{'  *' if improved else ''}")
-        summary += f"  {seconds:.1f}s"
-        if bar.disable:
-            log(f"[{what}] epoch {epoch}: {summary}")
-        else:
-            bar.set_postfix_str(summary)
-        if select and epoch - best_epoch >= patience:
+        loop.report(bar, name, epoch, f"loss {mean_loss:.4f}  valid hr@10 {key[0]:.4f} ndcg@10 {key[1]:.4f}"
+                                      f"{'  *' if improved else ''}  {seconds:.1f}s")
+        if epoch - best_epoch >= patience:
             break
     bar.close()
-    if not select:
-        log(f"[{what}] trained {epoch} epochs on {len(data.users):,} positives")
-        return FitResult(best_epoch=epoch, best_valid={}, epochs_run=epoch, state_dict=keep_state(),
-                         history=history)
-    log(f"[{name}] best epoch {best_epoch} of {epoch}: valid hr@10 {best_valid['hr@10']:.4f} "
-        f"ndcg@10 {best_valid['ndcg@10']:.4f}")
+    loop.log(f"[{name}] best epoch {best_epoch} of {epoch}: valid hr@10 {best_valid['hr@10']:.4f} "
+             f"ndcg@10 {best_valid['ndcg@10']:.4f}")
     return FitResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=epoch,
                      state_dict=best_state, history=history)
+
+
+def fit_epochs(
+    model: torch.nn.Module,
+    data: TrainData,
+    *,
+    name: str,
+    epochs: int,
+    num_negatives: int,
+    batch_size: int,
+    optimizer: str,
+    lr: float,
+    l2: float,
+    seed: int,
+    device,
+    world: World = World(),
+    log=None,
+) -> FitResult:
+    """Train `model` in place for exactly `epochs` epochs, without validating; return its last state.
+
+    The refit on training + validation data (protocol.py); 0 epochs return the initial state.
+    """
+    loop = TrainLoop(model, data, name=name, num_negatives=num_negatives, batch_size=batch_size,
+                     optimizer=optimizer, lr=lr, l2=l2, seed=seed, device=device, world=world, log=log)
+    what = f"{name} refit"
+    history: list[dict] = []
+    bar = loop.epochs(what, epochs)
+    epoch = 0
+    for epoch in bar:
+        start = time.perf_counter()
+        mean_loss = loop.train(epoch)
+        history.append(history_row(epoch, round(mean_loss, 6)))
+        loop.report(bar, what, epoch, f"loss {mean_loss:.4f}  {time.perf_counter() - start:.1f}s")
+    bar.close()
+    loop.log(f"[{what}] trained {epoch} epochs on {len(data.users):,} positives")
+    return FitResult(best_epoch=epoch, best_valid={}, epochs_run=epoch, state_dict=snapshot(model),
+                     history=history)
