@@ -32,14 +32,14 @@ test-fast: setup  ## unit tests only (skips the slow end-to-end DVC tests)
 
 bench: setup  ## speed, memory and the experiment loop (cold, busy, revisit, five seeds); writes bench.json (about 15 minutes; BENCH_ARGS=--skip-study saves 6)
 	$(BIN)/dvc repro split
-	$(BIN)/python -m ncf.bench $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 bench-gpu: setup  ## NeuMF samples/s and full-ranking time on one GPU, ml-100k and MovieLens-20M-shaped (under 5 minutes); writes bench-gpu.json
 	$(BIN)/dvc repro split
-	$(BIN)/python -m ncf.devicebench $(BENCH_GPU_ARGS)
+	$(BIN)/python -m benchmarks.devicebench $(BENCH_GPU_ARGS)
 
 bench-scale: setup  ## time and memory of parse, split, a GMF epoch and evaluation at 0.1M-25M synthetic interactions (about 25 minutes)
-	$(BIN)/python -m ncf.scale $(SCALE_ARGS)
+	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 lock: $(BIN)/python  ## re-pin every installed package into requirements.lock
 	{ head -n 2 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/\+cpu$$//'; } > requirements.lock.new

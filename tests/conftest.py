@@ -6,6 +6,10 @@ timestamp ties (one user's last three ratings share a timestamp), a user with on
 a latin-1 title ("Café (1995)"), a title with parentheses before the year, and an "unknown"
 movie without a year.
 
+Builders shared by several test files live here too: ml-100k zips with given files
+(`SyntheticRelease.ml100k_zip`), split stage folders (`clustered_split`, `split_folder`) and a local
+HTTP server (`http_server`).
+
 Frame fixtures follow a snapshot pattern: the fixture keeps a deep copy of what it yields and
 asserts after the test that the test (and the code it called) did not mutate the frame.
 """
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import zipfile
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import ncf  # noqa: F401  (first: sets how torch computes on the CPU before torch loads)
 import numpy as np
@@ -111,13 +117,22 @@ class SyntheticRelease:
             lines.append(f"{item_id}|{title}|{date}||{url}|{flags}\n")
         return "".join(lines).encode("latin-1")
 
-    def grouplens_zip(self) -> bytes:
+    @staticmethod
+    def ml100k_zip(u_data: bytes, u_item: bytes | None, extra: dict[str, bytes | str] | None = None) -> bytes:
+        """A zip in GroupLens's ml-100k layout holding these files (no u.item when None), then `extra`
+        (member name -> content), for tests that need a broken or unusual release."""
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("ml-100k/README", "synthetic test data, not MovieLens\n")
-            zf.writestr("ml-100k/u.data", self.u_data())
-            zf.writestr("ml-100k/u.item", self.u_item())
+            zf.writestr("ml-100k/u.data", u_data)
+            if u_item is not None:
+                zf.writestr("ml-100k/u.item", u_item)
+            for name, blob in (extra or {}).items():
+                zf.writestr(name, blob)
         return buf.getvalue()
+
+    def grouplens_zip(self) -> bytes:
+        return self.ml100k_zip(self.u_data(), self.u_item(),
+                               {"ml-100k/README": "synthetic test data, not MovieLens\n"})
 
     # --- RecBole atomic files (as shipped in the recbole wheel) -----------------------------
 
@@ -241,9 +256,17 @@ def write_clustered_split(folder, users: int, items: int, liked: int) -> None:
         rows["train"] += [(user, int(i)) for i in chosen[:-2]]
         rows["valid"].append((user, int(chosen[-2])))
         rows["test"].append((user, int(chosen[-1])))
+    frames = {name: pd.DataFrame(pairs, columns=["user", "item"]) for name, pairs in rows.items()}
+    write_split(folder, frames["train"], frames["valid"], frames["test"], users, items)
+
+
+def write_split(folder, train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame, users: int,
+                items: int) -> None:
+    """A split stage folder with the five files the training stages read, for users 0..users-1 and
+    items 0..items-1: train/valid/test hold (user, item) rows; users/items list the ids."""
     folder.mkdir(parents=True)
-    for name, pairs in rows.items():
-        pd.DataFrame(pairs, columns=["user", "item"]).to_parquet(folder / f"{name}.parquet")
+    for name, frame in (("train", train), ("valid", valid), ("test", test)):
+        frame.to_parquet(folder / f"{name}.parquet")
     pd.DataFrame({"user": range(users)}).to_parquet(folder / "users.parquet")
     pd.DataFrame({"item": range(items)}).to_parquet(folder / "items.parquet")
 
@@ -251,3 +274,55 @@ def write_clustered_split(folder, users: int, items: int, liked: int) -> None:
 @pytest.fixture
 def clustered_split():
     return write_clustered_split
+
+
+@pytest.fixture
+def split_folder():
+    """`write_split`: a split folder from the test's own (user, item) frames."""
+    return write_split
+
+
+# --- a local HTTP server -------------------------------------------------------------------------
+
+class Server:
+    """A local HTTP server on 127.0.0.1: routes map a path to (status, content type, body); every
+    GET path is recorded in `requests`; an unknown path is a 404."""
+
+    def __init__(self):
+        self.routes: dict[str, tuple[int, str, bytes]] = {}
+        self.requests: list[str] = []
+        routes, requests = self.routes, self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                requests.append(self.path)
+                status, ctype, body = routes.get(self.path, (404, "text/plain", b"not found"))
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def http_server():
+    srv = Server()
+    yield srv
+    srv.close()

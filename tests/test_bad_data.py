@@ -25,16 +25,6 @@ from ncf.movielens import DataError, load_release, parse_ml100k_zip, parse_recbo
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ml100k_zip(u_data: bytes, u_item: bytes, extra: dict[str, bytes] | None = None) -> zipfile.ZipFile:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("ml-100k/u.data", u_data)
-        zf.writestr("ml-100k/u.item", u_item)
-        for name, blob in (extra or {}).items():
-            zf.writestr(name, blob)
-    return zipfile.ZipFile(io.BytesIO(buf.getvalue()))
-
-
 @pytest.mark.parametrize("u_data, fragment", [
     (b"", "u.data is empty"),
     (b"\n\n", "u.data is empty"),
@@ -46,7 +36,7 @@ def ml100k_zip(u_data: bytes, u_item: bytes, extra: dict[str, bytes] | None = No
 ])
 def test_malformed_u_data_is_refused_with_file_line_and_value(synthetic, u_data, fragment):
     with pytest.raises(DataError, match=fragment.replace(".", r"\.")):
-        parse_ml100k_zip(ml100k_zip(u_data, synthetic.u_item()))
+        parse_ml100k_zip(zipfile.ZipFile(io.BytesIO(synthetic.ml100k_zip(u_data, synthetic.u_item()))))
 
 
 def test_malformed_recbole_inter_names_the_line_after_the_header(synthetic):
@@ -59,9 +49,7 @@ def test_a_refused_local_file_falls_through_to_the_next_source_and_every_reason_
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"PK\x03\x04 truncated")
     ragged = tmp_path / "ragged.zip"
-    with zipfile.ZipFile(ragged, "w") as zf:
-        zf.writestr("ml-100k/u.data", b"1\t2\t3\t4\n1\t3\t4\t5\t6\n")
-        zf.writestr("ml-100k/u.item", synthetic.u_item())
+    ragged.write_bytes(synthetic.ml100k_zip(b"1\t2\t3\t4\n1\t3\t4\t5\t6\n", synthetic.u_item()))
     logged = []
     for path, reason in ((bad, "not a readable zip"), (ragged, "cannot parse ml-100k")):
         with pytest.raises(DataError) as err:
@@ -74,11 +62,11 @@ def test_a_refused_local_file_falls_through_to_the_next_source_and_every_reason_
 def test_archive_entries_pointing_outside_are_never_written(synthetic, tmp_path, monkeypatch):
     """Zip-slip: members are read by exact name, never extracted, so '../' entries write nothing."""
     monkeypatch.chdir(tmp_path)
-    zf = ml100k_zip(synthetic.u_data(), synthetic.u_item(),
-                    {"../../evil.txt": b"pwned", "/tmp/ncf-evil-absolute.txt": b"pwned",
-                     "ml-100k/../../evil2.txt": b"pwned"})
+    blob = synthetic.ml100k_zip(synthetic.u_data(), synthetic.u_item(),
+                                {"../../evil.txt": b"pwned", "/tmp/ncf-evil-absolute.txt": b"pwned",
+                                 "ml-100k/../../evil2.txt": b"pwned"})
     local = tmp_path / "slip.zip"
-    local.write_bytes(zf.fp.getvalue())
+    local.write_bytes(blob)
     ratings, _, source = load_release("ml-100k", ("local",), local_zip=str(local), verify=False,
                                       log=lambda _: None)
     assert source == "local" and len(ratings) == synthetic.num_ratings
@@ -87,20 +75,12 @@ def test_archive_entries_pointing_outside_are_never_written(synthetic, tmp_path,
     assert not Path("/tmp/ncf-evil-absolute.txt").exists()
 
 
-def _tiny_split(folder: Path) -> None:
-    folder.mkdir()
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_training_stage_leaves_the_previous_outputs_untouched(tmp_path, signum, split_folder):
     users, items = 40, 30
     train = pd.DataFrame([(u, (u + k) % items) for u in range(users) for k in range(5)], columns=["user", "item"])
     valid = pd.DataFrame({"user": range(users), "item": [(u + 5) % items for u in range(users)]})
-    for name, frame in {"train": train, "valid": valid, "test": valid.assign(item=(valid.item + 1) % items),
-                        "users": pd.DataFrame({"user": range(users)}),
-                        "items": pd.DataFrame({"item": range(items)})}.items():
-        frame.to_parquet(folder / f"{name}.parquet")
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_an_interrupted_training_stage_leaves_the_previous_outputs_untouched(tmp_path, signum):
-    _tiny_split(tmp_path / "split")
+    split_folder(tmp_path / "split", train, valid, valid.assign(item=(valid.item + 1) % items), users, items)
     (tmp_path / "params.yaml").write_text(
         "train:\n  max_epochs: 100000\n  patience: 100000\n  batch_size: 64\ngmf:\n  dim: 4\n")
     outputs = {name: tmp_path / name for name in ("gmf.pt", "select.pt", "gmf.tsv", "gmf.json")}

@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from ncf.bench import main as bench_main
+from benchmarks.bench import main as bench_main
 from ncf.config import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmarks_sit_beside_the_package_and_import_ncf_before_torch():
+    # Not in what users import: the package's sources hold no benchmark, and setuptools looks for
+    # packages to install under src/ only, where benchmarks/ is not.
+    import tomllib
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert find["where"] == ["src"] and not (ROOT / "src" / "benchmarks").exists()
+    assert [p.name for p in (ROOT / "src").iterdir() if (p / "__init__.py").exists()] == ["ncf"]
+    assert not [name for name in ("bench", "scale", "devicebench") if (ROOT / "src" / "ncf" / f"{name}.py").exists()]
+    # `python -m benchmarks.<name>` loads the package first, and the package loads `ncf` (which
+    # sets how torch computes on the CPU) before any benchmark brings in torch.
+    probe = "import sys, benchmarks; print('ncf' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]
 
 
 def test_bench_measures_training_evaluation_and_the_busy_epoch(tmp_path, clustered_split):
@@ -33,7 +54,7 @@ def test_bench_measures_training_evaluation_and_the_busy_epoch(tmp_path, cluster
 
 
 def test_gpu_bench_runs_on_cpu_at_tiny_sizes_and_checks_its_numbers(tmp_path, clustered_split):
-    from ncf.devicebench import main as device_main
+    from benchmarks.devicebench import main as device_main
 
     clustered_split(tmp_path / "split", users=60, items=90, liked=20)
     out = tmp_path / "bench-gpu.json"

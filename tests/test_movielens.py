@@ -16,7 +16,6 @@ import tempfile
 import threading
 import zipfile
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -71,49 +70,6 @@ def offline_and_private_tmp(monkeypatch, tmp_path):
     assert leftovers == [], f"load_release left temp dirs behind: {leftovers}"
 
 
-class Server:
-    """A local HTTP server: routes map a path to (status, content type, body)."""
-
-    def __init__(self):
-        self.routes: dict[str, tuple[int, str, bytes]] = {}
-        self.requests: list[str] = []
-        routes, requests = self.routes, self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                requests.append(self.path)
-                status, ctype, body = routes.get(self.path, (404, "text/plain", b"not found"))
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}{path}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def server():
-    srv = Server()
-    yield srv
-    srv.close()
-
-
 _HELD = []
 
 
@@ -150,9 +106,9 @@ def register(monkeypatch):
 
 
 @pytest.fixture
-def zip_on_server(server, synthetic):
-    server.routes["/ml-synth.zip"] = (200, "application/zip", synthetic.grouplens_zip())
-    return server.url("/ml-synth.zip")
+def zip_on_server(http_server, synthetic):
+    http_server.routes["/ml-synth.zip"] = (200, "application/zip", synthetic.grouplens_zip())
+    return http_server.url("/ml-synth.zip")
 
 
 @pytest.fixture
@@ -214,9 +170,7 @@ def test_year_is_nullable_integer(synthetic):
 
 
 def test_missing_member_is_a_data_error(synthetic):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("ml-100k/u.data", synthetic.u_data())
+    buf = io.BytesIO(synthetic.ml100k_zip(synthetic.u_data(), None))
     with zipfile.ZipFile(buf) as zf, pytest.raises(DataError, match="ml-100k/u.item"):
         parse_ml100k_zip(zf)
 
@@ -229,19 +183,19 @@ def test_recbole_missing_columns(synthetic):
 
 # --- load_release: grouplens ---------------------------------------------------------------------
 
-def test_grouplens_with_right_checksum(server, zip_on_server, synthetic, register):
+def test_grouplens_with_right_checksum(http_server, zip_on_server, synthetic, register):
     register(make_release(synthetic, zip_on_server))
     log = Log()
     ratings, movies, source = load_release(NAME, ("grouplens", "local", "pypi"), verify=True,
                                            timeout_s=5, log=log)
     assert source == "grouplens"
-    assert server.requests == ["/ml-synth.zip"]
+    assert http_server.requests == ["/ml-synth.zip"]
     expect_ratings(ratings, synthetic.ratings())
     expect_movies(movies, synthetic.movies_frame())
     assert log == []
 
 
-def test_grouplens_wrong_md5_refused_and_cleaned_up(server, zip_on_server, synthetic, register):
+def test_grouplens_wrong_md5_refused_and_cleaned_up(http_server, zip_on_server, synthetic, register):
     register(make_release(synthetic, zip_on_server, md5="0" * 32))
     log = Log()
     with pytest.raises(DataError) as info:
@@ -269,20 +223,20 @@ def test_unreachable_url_falls_through_to_local(synthetic, register, local_zip):
     assert len(log) == 1 and log[0].startswith("grouplens: cannot fetch")
 
 
-def test_html_answer_falls_through(server, synthetic, register, local_zip):
+def test_html_answer_falls_through(http_server, synthetic, register, local_zip):
     page = b"<html><body>Please log in</body></html>"
-    server.routes["/ml-synth.zip"] = (200, "text/html; charset=utf-8", page)
-    register(make_release(synthetic, server.url("/ml-synth.zip")))
+    http_server.routes["/ml-synth.zip"] = (200, "text/html; charset=utf-8", page)
+    register(make_release(synthetic, http_server.url("/ml-synth.zip")))
     log = Log()
     _, _, source = load_release(NAME, ("grouplens", "local"), local_zip=str(local_zip),
                                 verify=True, timeout_s=5, log=log)
     assert source == "local"
-    assert server.requests == ["/ml-synth.zip"]
+    assert http_server.requests == ["/ml-synth.zip"]
     assert "web page" in log[0] and "text/html" in log[0]
 
 
-def test_http_error_falls_through(server, synthetic, register, local_zip):
-    register(make_release(synthetic, server.url("/missing.zip")))  # the server answers 404
+def test_http_error_falls_through(http_server, synthetic, register, local_zip):
+    register(make_release(synthetic, http_server.url("/missing.zip")))  # the server answers 404
     log = Log()
     _, _, source = load_release(NAME, ("grouplens", "local"), local_zip=str(local_zip),
                                 timeout_s=5, log=log)
@@ -290,12 +244,12 @@ def test_http_error_falls_through(server, synthetic, register, local_zip):
     assert log[0].startswith("grouplens: cannot fetch")
 
 
-def test_sources_are_tried_in_order(server, zip_on_server, synthetic, register, local_zip):
+def test_sources_are_tried_in_order(http_server, zip_on_server, synthetic, register, local_zip):
     register(make_release(synthetic, zip_on_server))
     _, _, source = load_release(NAME, ("local", "grouplens"), local_zip=str(local_zip), timeout_s=5,
                                 log=Log())
     assert source == "local"
-    assert server.requests == []  # never reached
+    assert http_server.requests == []  # never reached
 
 
 # --- load_release: local --------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmarks.env import dvc_env  # the environment `make bench` runs dvc in, too
 from ncf.stage import RESTORE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,10 +54,7 @@ def synthetic_ml100k_zip(path: Path, num_users=40, num_items=60, per_user=15, se
 
 
 def run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=dvc_env("t", "t@t"), capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}"
     return out
@@ -136,8 +134,7 @@ def test_second_repro_runs_nothing(project):
 
 
 def dvc_fails(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=dvc_env("t", "t@t"), capture_output=True, text=True)
     assert proc.returncode != 0, f"{' '.join(cmd)} should have failed:\n{proc.stdout}{proc.stderr}"
     return proc.stdout + proc.stderr
 

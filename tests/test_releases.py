@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import threading
 import zipfile
 from dataclasses import replace
 
@@ -78,32 +76,17 @@ def test_ratings_dat_with_a_bad_line_names_it(synthetic):
         RELEASES["ml-1m"].parse_zip(zipfile.ZipFile(io.BytesIO(buf.getvalue())))
 
 
-def test_latest_small_uses_grouplens_published_md5(synthetic, monkeypatch):
+def test_latest_small_uses_grouplens_published_md5(synthetic, monkeypatch, http_server):
     blob = release_zip(synthetic, "ml-latest-small")
     digest = hashlib.md5(blob).hexdigest()
-    files = {"/ml-latest-small.zip": blob, "/ml-latest-small.zip.md5": f"MD5 (ml-latest-small.zip) = {digest}\n".encode()}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = files.get(self.path)
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "application/zip")
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/ml-latest-small.zip"
-        monkeypatch.setitem(RELEASES, "ml-latest-small", replace(RELEASES["ml-latest-small"], url=url))
-        ratings, _, source = load_release("ml-latest-small", ("grouplens",), verify=True, log=lambda _: None)
-        assert source == "grouplens" and len(ratings) == synthetic.num_ratings
-        files["/ml-latest-small.zip.md5"] = b"MD5 (ml-latest-small.zip) = " + b"0" * 32
-        with pytest.raises(DataError, match="expected 0{32}"):
-            load_release("ml-latest-small", ("grouplens",), verify=True, log=lambda _: None)
-    finally:
-        server.shutdown()
+    http_server.routes["/ml-latest-small.zip"] = (200, "application/zip", blob)
+    http_server.routes["/ml-latest-small.zip.md5"] = (200, "text/plain",
+                                                      f"MD5 (ml-latest-small.zip) = {digest}\n".encode())
+    url = http_server.url("/ml-latest-small.zip")
+    monkeypatch.setitem(RELEASES, "ml-latest-small", replace(RELEASES["ml-latest-small"], url=url))
+    ratings, _, source = load_release("ml-latest-small", ("grouplens",), verify=True, log=lambda _: None)
+    assert source == "grouplens" and len(ratings) == synthetic.num_ratings
+    http_server.routes["/ml-latest-small.zip.md5"] = (200, "text/plain", b"MD5 (ml-latest-small.zip) = " + b"0" * 32)
+    with pytest.raises(DataError, match="expected 0{32}"):
+        load_release("ml-latest-small", ("grouplens",), verify=True, log=lambda _: None)
     assert ml.RELEASES["ml-latest-small"].md5 is None

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
+from benchmarks.scale import main as scale_main
 from ncf.movielens import load_release
-from ncf.scale import main as scale_main
 from ncf.synthetic import ML25M_ITEMS, ML25M_RATINGS, ML25M_USERS, write_zip
 
 

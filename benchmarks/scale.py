@@ -28,12 +28,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.env import module_env
+
 STEPS = ("parse", "split", "gmf_epoch", "eval")
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000, 25_000_000)
 
 
 def step(name: str, work: Path, batch_size: int) -> dict:
-    from ncf.bench import peak_rss_mb
+    from benchmarks.bench import peak_rss_mb
     from ncf.evaluate import rank_held_out
     from ncf.io import write_parquet
     from ncf.models import GMF
@@ -83,8 +85,8 @@ def step(name: str, work: Path, batch_size: int) -> dict:
 
 
 def run_step(name: str, work: Path, batch_size: int) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "ncf.scale", "--step", name, "--work", str(work),
-                           "--batch-size", str(batch_size)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--step", name, "--work", str(work),
+                           "--batch-size", str(batch_size)], env=module_env(), capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"scale step {name} failed in {work}:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

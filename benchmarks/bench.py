@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks.env import dvc_env, module_env
 from ncf.evaluate import ItemMask, rank_held_out
 from ncf.metrics import hit_rate
 from ncf.models import GMF, NeuMF
@@ -297,11 +298,9 @@ def part_busy(split: Path, repeats: int) -> dict:
 def _dvc(repo: Path, *args: str, check: bool = True) -> tuple[float, str]:
     """Run dvc in `repo`; (seconds, output)."""
     dvc = shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@ncf.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@ncf.invalid"}
     start = time.perf_counter()
-    proc = subprocess.run([dvc, *args], cwd=repo, env=env, capture_output=True, text=True)
+    proc = subprocess.run([dvc, *args], cwd=repo, env=dvc_env("bench", "bench@ncf.invalid"),
+                          capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if check and proc.returncode != 0:
         raise RuntimeError(f"dvc {' '.join(args)} failed in the bench copy:\n{proc.stdout}{proc.stderr}")
@@ -375,7 +374,8 @@ def part_repro(study: bool) -> dict:
 
 
 def run_part(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "ncf.bench", "--part", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--part", *args], env=module_env(),
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"bench part {args[0]} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
