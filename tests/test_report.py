@@ -121,3 +121,17 @@ def test_vary_seed_draws_every_models_spread_over_seeds(exp_show, tmp_path):
     per_seed = [line for line in text.splitlines() if line.startswith("| 3 |")]
     assert per_seed == ["| 3 | 0.1360 | 0.1000 |"]  # neumf, gmf of seed 3
     assert (tmp_path / "seeds" / "seeds.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_threads_is_how_runs_were_computed_not_a_study(exp_show, tmp_path):
+    # Studies run two at a time with `-S threads=1` beside a baseline commit run with threads: 2
+    # (1 and 2 threads give the same bytes): they are the baseline's configuration, not another.
+    commit = exp_show[1]
+    commit["data"]["params"]["params.yaml"]["data"]["threads"] = 2
+    for exp in commit["experiments"]:
+        exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["threads"] = 1
+    text = build(exp_show, tmp_path, vary=["mlp.layers"])
+    rows = [line for line in text.splitlines() if line.startswith("| [")]
+    assert sorted(rows) == ["| [128, 64, 32] | 0.1320 ± 0.0032 | 0.0660 ± 0.0016 | 5 |",
+                            "| [512, 256] | 0.1250 | 0.0625 | 1 |", "| [64, 32] | 0.1200 | 0.0600 | 1 |"]
+    assert "threads" not in text and not (tmp_path / "threads.png").exists()

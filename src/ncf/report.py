@@ -16,7 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 METRICS_FILE = "metrics/evaluate.json"
-IGNORED = {"seed"}  # seeds are repetitions of one configuration, not a study
+# Seeds are repetitions of one configuration, not a study. `threads` is how a run was computed
+# (1 and 2 give the same bytes at the defaults): studies queued with `-S threads=1` to run two at
+# a time stay the configuration of a baseline run with threads: 2.
+IGNORED = {"seed", "threads"}
 
 
 def _flatten(node, prefix=""):
@@ -194,7 +197,7 @@ def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@1
     """Write out/experiments.md and one PNG per study; return the markdown.
 
     With `vary`, only the baseline and the experiments that differ from it in those params (or
-    the seed) are reported. When they differ in the seed alone, the figure is `seeds.png`: every
+    the seed, or `threads`) are reported. When they differ in the seed alone, the figure is `seeds.png`: every
     model's HR@10 per seed with mean and standard deviation.
     """
     df = collect(exp_show)
