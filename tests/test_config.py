@@ -247,6 +247,24 @@ def test_every_param_is_documented_in_docs_params():
     assert not missing, f"the param table in docs/params.md lacks {missing}"
 
 
+def test_the_param_table_gives_the_defaults_of_params_yaml():
+    root = Path(__file__).resolve().parents[1]
+    table = (root / "docs" / "params.md").read_text()
+    documented = {key: yaml.safe_load(default.strip()) for key, default in
+                  re.findall(r"^\| `([a-z0-9_.]+)` \|([^|]*)\|", table, flags=re.M)}
+
+    def flat(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    committed = dict(flat(yaml.safe_load((root / "params.yaml").read_text())))
+    wrong = {k: (documented.get(k), v) for k, v in committed.items() if documented.get(k) != v}
+    assert not wrong, f"docs/params.md's default column differs from params.yaml (table, yaml): {wrong}"
+
+
 def test_the_committed_params_are_the_documented_defaults():
     assert load_params(Path(__file__).resolve().parents[1] / "params.yaml") == Params()
 
