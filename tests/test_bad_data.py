@@ -1,6 +1,6 @@
 """Bad data files and interrupted stages: a clear refusal, nothing written, nothing half-written.
 
-Policies (README, "When things go wrong"): a ratings file with a malformed line, no rows,
+Policies (docs/troubleshooting.md): a ratings file with a malformed line, no rows,
 non-numeric or fractional ids or timestamps is refused as a whole and the next source is tried;
 repeated (user, item) pairs keep the latest and are counted; users with fewer than three
 ratings stay in training only and are counted.

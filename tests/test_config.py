@@ -232,8 +232,8 @@ def test_huge_int_for_a_float_is_a_params_error(raw):
     assert "data.timeout_s" in msg
 
 
-def test_every_param_is_documented_in_the_readme_table():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_every_param_is_documented_in_docs_params():
+    table = (Path(__file__).resolve().parents[1] / "docs" / "params.md").read_text()
 
     def keys(cls, prefix=""):
         for f in dataclasses.fields(cls):
@@ -243,8 +243,26 @@ def test_every_param_is_documented_in_the_readme_table():
             else:
                 yield f"{prefix}{f.name}"
 
-    missing = [k for k in keys(Params) if f"| `{k}` |" not in readme]
-    assert not missing, f"README's param table lacks {missing}"
+    missing = [k for k in keys(Params) if f"| `{k}` |" not in table]
+    assert not missing, f"the param table in docs/params.md lacks {missing}"
+
+
+def test_the_param_table_gives_the_defaults_of_params_yaml():
+    root = Path(__file__).resolve().parents[1]
+    table = (root / "docs" / "params.md").read_text()
+    documented = {key: yaml.safe_load(default.strip()) for key, default in
+                  re.findall(r"^\| `([a-z0-9_.]+)` \|([^|]*)\|", table, flags=re.M)}
+
+    def flat(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    committed = dict(flat(yaml.safe_load((root / "params.yaml").read_text())))
+    wrong = {k: (documented.get(k), v) for k, v in committed.items() if documented.get(k) != v}
+    assert not wrong, f"docs/params.md's default column differs from params.yaml (table, yaml): {wrong}"
 
 
 def test_the_committed_params_are_the_documented_defaults():

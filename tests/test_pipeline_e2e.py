@@ -205,9 +205,9 @@ def test_an_interrupted_dvc_repro_then_the_printed_command_brings_back_every_out
         assert len(message) == 1, out
         restore = re.search(r"`(git checkout [^`]+)`", message[0]).group(1)
         assert restore == RESTORE
-    else:  # a killed process says nothing: the README gives the same command
+    else:  # a killed process says nothing: docs/troubleshooting.md gives the same command
         assert not message
-        assert RESTORE in (ROOT / "README.md").read_text()
+        assert RESTORE in (ROOT / "docs" / "troubleshooting.md").read_text()
     subprocess.run(RESTORE, shell=True, cwd=project, env=env, check=True, capture_output=True)
     for path, content in before.items():
         assert (project / path).read_bytes() == content, f"{path} was not restored"

@@ -123,6 +123,20 @@ def test_vary_seed_draws_every_models_spread_over_seeds(exp_show, tmp_path):
     assert (tmp_path / "seeds" / "seeds.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_threads_is_how_runs_were_computed_not_a_study(exp_show, tmp_path):
+    # Studies run two at a time with `-S threads=1` beside a baseline commit run with threads: 2
+    # (1 and 2 threads give the same bytes): they are the baseline's configuration, not another.
+    commit = exp_show[1]
+    commit["data"]["params"]["params.yaml"]["data"]["threads"] = 2
+    for exp in commit["experiments"]:
+        exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["threads"] = 1
+    text = build(exp_show, tmp_path, vary=["mlp.layers"])
+    rows = [line for line in text.splitlines() if line.startswith("| [")]
+    assert sorted(rows) == ["| [128, 64, 32] | 0.1320 ± 0.0032 | 0.0660 ± 0.0016 | 5 |",
+                            "| [512, 256] | 0.1250 | 0.0625 | 1 |", "| [64, 32] | 0.1200 | 0.0600 | 1 |"]
+    assert "threads" not in text and not (tmp_path / "threads.png").exists()
+
+
 def fake_ranks(exp_show, better: set[str], users=200):
     """ranks_of(rev) for the synthetic experiments: NeuMF ranks of rev in `better` are 0 (a hit)
     for every user, others alternate between a hit and a miss; GMF always misses."""
@@ -153,13 +167,3 @@ def test_seeds_only_report_tests_every_model_against_neumf(exp_show, tmp_path):
     # NeuMF hits half the users in every seed, GMF none: NeuMF - GMF = +0.5 HR@10.
     assert "+0.5000 [" in gmf and "p = 0.00" in gmf
     assert "5 seeds: 0, 1, 2, 3, 4." in text
-
-
-def test_threads_is_not_a_study(exp_show, tmp_path):
-    # A study queued with -S threads=1 is the same configuration as the committed threads: 2.
-    for exp in exp_show[1]["experiments"]:
-        exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["threads"] = 1
-    exp_show[1]["data"]["params"]["params.yaml"]["data"]["threads"] = 2
-    df = collect(exp_show)
-    assert "params.threads" not in varying(df)
-    assert aggregate(df, ["neumf.hr@10"])["seeds"].max() == 5

@@ -17,7 +17,7 @@ import pandas as pd
 
 METRICS_FILE = "metrics/evaluate.json"
 # Not a study: seeds are repetitions of one configuration, and `threads` decides how a run
-# computes, not what (1 and 2 threads give the same weights; README, "Reproducibility"), so a
+# computes, not what (1 and 2 threads give the same weights; docs/protocol.md), so a
 # study queued with `-S threads=1` to run two at a time pairs with the committed defaults.
 IGNORED = {"seed", "threads"}
 
