@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Stage commands call `python`: put the venv first so `dvc` runs every stage in it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup repro test test-fast bench bench-gpu bench-scale lock clean-venv
+.PHONY: help setup lint repro test test-fast bench bench-gpu bench-scale lock clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,7 +24,10 @@ setup: $(STAMP)  ## create .venv and install the project with its pinned depende
 repro: setup  ## run the whole DVC pipeline (download -> ... -> plot)
 	$(BIN)/dvc repro
 
-test: setup  ## run the test suite, end-to-end DVC tests included
+lint: setup  ## ruff over the code and tests (part of make test)
+	$(BIN)/ruff check .
+
+test: setup lint  ## lint, then the test suite, end-to-end DVC tests included
 	$(BIN)/python -m pytest
 
 test-fast: setup  ## unit tests only (skips the slow end-to-end DVC tests)

@@ -3,7 +3,8 @@
 Masks the user's training and validation items, ranks the held-out item (ties count against
 it), and writes HR@K / NDCG@K for NeuMF, GMF, MLP, popularity and the baselines stage's EASE,
 iALS and ItemKNN to metrics/evaluate.json, with the standard error over users of HR@10 and
-NDCG@10 (`hr@10_se`, `ndcg@10_se`), plus every user's rank per model for paired comparisons. Beside them, for comparison with the
+NDCG@10 (`hr@10_se`, `ndcg@10_se`), plus every user's rank per model for paired comparisons.
+Beside them, for comparison with the
 literature only, `sampled_hr@10` / `sampled_ndcg@10`: the paper's protocol, ranking the test
 item among itself and 99 items the user never interacted with (drawn once, seeded).
 For review, a few users' held-out movie, its rank and NeuMF's top 10 go to a markdown sample.

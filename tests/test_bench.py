@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,21 @@ def test_gpu_bench_runs_on_cpu_at_tiny_sizes_and_checks_its_numbers(tmp_path, cl
         assert report[f"{name}_ranked_users"] > 0
     assert report["ml100k_valid_hr10"] > 3 * 10 / 90  # the clusters were learnt
     assert 0 < report["ml20m_vs_nvidia_a100"]
+
+
+def test_stage_times_come_from_dvcs_own_output(tmp_path):
+    # The "fit time" of each model in bench.json: each stage's share of a real `dvc repro`.
+    from benchmarks.bench import _dvc_stages
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "dvc.yaml").write_text(
+        "stages:\n"
+        "  slow:\n    cmd: python -c \"import time; time.sleep(1.0); open('a', 'w').write('a')\"\n    outs: [a]\n"
+        "  quick:\n    cmd: python -c \"open('b', 'w').write(open('a').read())\"\n    deps: [a]\n    outs: [b]\n")
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=repo, check=True, capture_output=True,
+                       env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    seconds, log, stages = _dvc_stages(repo, "repro")
+    assert list(stages) == ["slow", "quick"] and "Running stage 'quick'" in log
+    assert 1.0 <= stages["slow"] < seconds and 0 < stages["quick"] < stages["slow"]

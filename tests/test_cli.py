@@ -67,7 +67,8 @@ def test_unknown_model_is_a_one_line_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["compare", "HEAD:nope", "gmf"])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: HEAD:nope: unknown model 'nope'; use one of neumf, gmf, mlp, popularity, ease, ials, itemknn"
+    assert capsys.readouterr().err.strip() == ("error: HEAD:nope: unknown model 'nope'; use one of neumf, gmf, mlp, "
+                                               "popularity, ease, ials, itemknn")
 
 
 def test_compare_two_models_of_one_run(monkeypatch, capsys):

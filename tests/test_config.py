@@ -270,7 +270,8 @@ def test_the_committed_params_are_the_documented_defaults():
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"train": {"processes": 3, "batch_size": 1024}}, "train.batch_size 1024 does not split evenly over train.processes 3"),
+    ({"train": {"processes": 3, "batch_size": 1024}},
+     "train.batch_size 1024 does not split evenly over train.processes 3"),
     ({"evaluate": {"ks": [5, 20]}}, "evaluate.ks: [5, 20] lacks 10"),
 ])
 def test_combinations_no_stage_could_run_are_refused(change, message):

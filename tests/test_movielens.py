@@ -7,7 +7,6 @@ local `http.server` on 127.0.0.1; the pypi source runs a fake `pip download`. No
 from __future__ import annotations
 
 import contextlib
-import http.client
 import io
 import re
 import socket

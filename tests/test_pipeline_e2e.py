@@ -3,7 +3,8 @@
 The copy lives in a temporary git repository; the dataset is configured as the `local` source
 (GroupLens and the package index are never asked). It checks what a user does: `dvc repro`
 from nothing, a second `dvc repro` that runs nothing, `dvc exp run -S num_negatives=2` that
-reruns training but not download or split, `dvc metrics diff` and `dvc exp show`, and `dvc push` / `dvc pull` through a local remote.
+reruns training but not download or split, `dvc metrics diff` and `dvc exp show`, and `dvc push` /
+`dvc pull` through a local remote.
 """
 
 from __future__ import annotations
@@ -265,6 +266,42 @@ def test_push_and_pull_give_back_every_artefact(project, tmp_path):
         assert (clone / path).read_bytes() == (project / path).read_bytes(), path
     assert "up to date" in run(["dvc", "status"], clone)
     assert stages_run(run(["dvc", "repro"], clone)) == set()
+
+
+def test_a_teammates_experiment_restores_from_the_remote_instead_of_training(project, tmp_path):
+    # Clone A ran neg2 and pushes it with the run cache; clone B, which never ran it, gets every
+    # output back from the remote with `dvc exp run --pull`, without training anything.
+    url = run(["dvc", "remote", "list"], project).split()[1]  # the committed remote of the test above
+    run(["dvc", "exp", "apply", "neg2"], project)  # neg2's files, .dvc/config included (no remote yet)
+    neg2 = (project / "metrics/evaluate.json").read_text()
+    run(["dvc", "remote", "add", "--local", "shared", url], project)
+    run(["dvc", "push", "--run-cache", "-r", "shared"], project)
+    # `dvc push --run-cache` is not enough: the entries name metrics and curves it did not push.
+    clone = tmp_path / "without"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "pull", "--run-cache"], clone)
+    assert "Running stage 'pretrain_gmf'" in run(["dvc", "exp", "run", "--pull", "-S", "num_negatives=2"], clone)
+    # `ncf share` pushes them too.
+    out = run([sys.executable, "-m", "ncf", "share", "-r", "shared"], project)
+    assert re.match(r"\d+ run-cache entries and \d+ outputs pushed", out), out
+    run(["git", "checkout", "--", "."], project)
+    run(["dvc", "checkout", "-q"], project)
+
+    clone = tmp_path / "teammate"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "pull", "--run-cache"], clone)
+    out = run(["dvc", "exp", "run", "--pull", "-S", "num_negatives=2"], clone)
+    assert stages_run(out) == set(), out
+    assert "Stage 'train_neumf' is cached - skipping run" in out
+    assert (clone / "metrics/evaluate.json").read_text() == neg2
+    assert (clone / "models/neumf.pt").read_bytes() == run_bytes(project, "neg2", "models/neumf.pt")
+
+
+def run_bytes(repo: Path, rev: str, path: str) -> bytes:
+    """A DVC-tracked file's bytes at a revision or experiment, through dvc.api."""
+    import dvc.api
+
+    return dvc.api.read(path, repo=str(repo), rev=rev, mode="rb")
 
 
 def test_rerunning_everything_gives_byte_identical_outputs(project):

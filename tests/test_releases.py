@@ -25,7 +25,8 @@ def release_zip(synthetic, name: str) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         if kind == "dat":
-            zf.writestr(f"{folder}/ratings.dat", "".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in synthetic.ratings_rows))
+            rows = "".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in synthetic.ratings_rows)
+            zf.writestr(f"{folder}/ratings.dat", rows)
             movies = "".join(f"{m[0]}::{m[1]}::{'|'.join(m[4])}\n" for m in synthetic.movies)
             zf.writestr(f"{folder}/movies.dat", movies.encode("latin-1"))  # ml-1m is latin-1
         else:

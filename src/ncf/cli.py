@@ -6,6 +6,7 @@
     ncf recommend --user 196 -k 10 --history 5
                                        top 10 unseen movies for MovieLens user 196
     ncf report                         table and figures of all experiments (dvc exp show)
+    ncf share                          push the run cache and its outputs, for teammates
 
 A side is `[REV][:MODEL]`: REV is `workspace` (default), a git revision or a DVC experiment
 name; MODEL is neumf (default), gmf, mlp, popularity, ease, ials or itemknn. Ranks come from
@@ -192,6 +193,20 @@ def report(args) -> None:
     print(f"(written to {args.out}/)")
 
 
+def share(args) -> None:
+    from dvc.exceptions import DvcException
+
+    from ncf.runcache import push
+
+    try:
+        entries, sent, missing = push(args.remote)
+    except DvcException as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CliError(f"cannot push the run cache: {first}") from None
+    print(f"{entries} run-cache entries and {sent} outputs pushed"
+          + (f"; {missing} outputs named by old entries are no longer in the local cache" if missing else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ncf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -238,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "through DVC; on by default except with --from-json"))
     rep.add_argument("--resamples", type=int, default=10_000, help="bootstrap / permutation draws of those tests")
     rep.set_defaults(func=report)
+
+    sh = sub.add_parser("share", help="push DVC's run cache and every output it names to a remote",
+                        description=("`dvc push --run-cache` and, beyond it, the metrics and curves the run "
+                                     "cache keeps (DVC pushes only the workspace's): a teammate's "
+                                     "`dvc pull --run-cache` then `dvc exp run --pull -S ...` restores any "
+                                     "configuration run here instead of training it."))
+    sh.add_argument("-r", "--remote", help="DVC remote name (default: the repository's default remote)")
+    sh.set_defaults(func=share)
     return parser
 
 

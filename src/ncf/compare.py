@@ -3,7 +3,8 @@
 Both models are scored on the same test users, so the comparison is paired: per user, the
 difference in HR@K (0/1) and in NDCG@K. With several runs per side (seeds), row r of A is paired
 with row r of B, and each user's difference is averaged over the runs before users are
-resampled: the test is paired over users and seeds, and a user counts once however many seeds. Reported for each metric: the mean difference (B - A),
+resampled: the test is paired over users and seeds, and a user counts once however many seeds.
+Reported for each metric: the mean difference (B - A),
 a 95 % paired bootstrap confidence interval (users resampled with replacement), and a two-sided
 p-value from a paired sign-flip permutation test (under "no difference", each user's difference
 is as likely to have either sign). Both draw from one seeded generator, so the output is

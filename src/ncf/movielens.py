@@ -229,7 +229,8 @@ def parse_recbole(inter: bytes, item: bytes) -> tuple[pd.DataFrame, pd.DataFrame
     genres = movies["class"].fillna("").str.split().str.join("|")
     # RecBole's copy spells u.item's "unknown" (item 267) "unkonwn": keep the sources identical.
     movies["movie_title"] = movies["movie_title"].replace("unkonwn", "unknown")
-    return _ratings_frame(ratings), _movies_frame(movies["item_id"].astype("int64"), movies["movie_title"], year, genres)
+    items = movies["item_id"].astype("int64")
+    return _ratings_frame(ratings), _movies_frame(items, movies["movie_title"], year, genres)
 
 
 def _movies_frame(item_id, title, year, genres) -> pd.DataFrame:
