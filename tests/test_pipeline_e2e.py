@@ -30,7 +30,8 @@ from ncf.stage import RESTORE
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "src", "stages"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock", ".dvcignore", ".gitignore",
+                 "src", "stages"]
 
 pytestmark = pytest.mark.slow
 
