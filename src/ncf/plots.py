@@ -12,9 +12,10 @@ from ncf.io import output_file  # noqa: E402
 from ncf.registry import COLORS, LABELS  # noqa: E402
 
 
-def _save(fig, path) -> None:
+def save_figure(fig, path, dpi: int = 120) -> None:
+    """Write `fig` as a PNG atomically (the stages' and `ncf report`'s figures) and close it."""
     with output_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -33,7 +34,7 @@ def training_curves(curves: dict[str, pd.DataFrame], path) -> None:
     for ax in (ax_hr, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def model_comparison(metrics: dict, path) -> None:
@@ -54,4 +55,4 @@ def model_comparison(metrics: dict, path) -> None:
         ax.set_ylim(0, top * 1.1 if top > 0 else 1)
         ax.tick_params(axis="x", labelrotation=30)
         ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -111,12 +111,9 @@ def markdown(summary: pd.DataFrame, studies: list[str], metrics: list[str]) -> s
 
 def study_figure(summary: pd.DataFrame, study: str, others: list[str], metric: str, path: Path) -> None:
     """HR@10 (mean, error bar = std over seeds) by value of `study`, other params fixed."""
-    import matplotlib
+    from ncf.plots import save_figure  # first: it sets the Agg backend
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ncf.io import output_file
 
     # Keep the configurations that differ from the most common setting in `study` only.
     base = summary[others].astype(str).mode().iloc[0] if others else None
@@ -141,9 +138,7 @@ def study_figure(summary: pd.DataFrame, study: str, others: list[str], metric: s
         ax2.grid(axis="y", alpha=0.3)
     for a in axes[0]:
         a.tick_params(axis="x", labelrotation=15)
-    with output_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _runs_by_seed(df: pd.DataFrame) -> dict:
@@ -269,12 +264,9 @@ def _models(df: pd.DataFrame, metric: str) -> list[str]:
 
 def seeds_figure(df: pd.DataFrame, metric: str, path: Path) -> None:
     """Every model's test `metric` for each seed of one configuration: dots, mean and spread."""
-    import matplotlib
+    from ncf.plots import save_figure  # first: it sets the Agg backend
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ncf.io import output_file
 
     models = _models(df, metric)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -289,9 +281,7 @@ def seeds_figure(df: pd.DataFrame, metric: str, path: Path) -> None:
            title=f"Test {metric} by model over seeds {seeds} (dots: seeds; diamond: mean ± std)")
     ax.set_xlim(-0.5, len(models) - 0.2)
     ax.grid(axis="y", alpha=0.3)
-    with output_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@10"),
