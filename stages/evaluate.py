@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ncf import baselines
-from ncf.config import load_params
+from ncf.config import check_runnable, load_params
 from ncf.evaluate import ItemMask, Popularity, rank_test
 from ncf.io import output_file, write_json, write_parquet
 from ncf.metrics import standard_errors, summarize
@@ -43,6 +43,7 @@ def main():
     p.add_argument("--sample", required=True, type=Path, help="output: markdown sample of recommendations")
     args = p.parse_args()
     params = load_params(args.params)
+    check_runnable(params)  # as validate does; `dvc repro -s evaluate` runs without it
     device = setup(params)
     train = pd.read_parquet(args.split / "train.parquet")
     valid = pd.read_parquet(args.split / "valid.parquet")

@@ -9,7 +9,10 @@ and `dvc exp run` here, with one line and exit code 2, before anything is remove
 
 import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
 
-from ncf.config import check_runnable, load_params
+from pathlib import Path
+
+from ncf.config import check_complete, check_runnable, load_params
+from ncf.errors import ParamsError
 from ncf.io import write_bytes
 from ncf.movielens import RELEASES
 from ncf.stage import log, parser, run
@@ -20,9 +23,16 @@ def main():
     p.add_argument("--out", required=True, help="output: a marker that later stages depend on (always the same bytes)")
     args = p.parse_args()
     params = load_params(args.params)
+    check_complete(args.params)
     release = RELEASES.get(params.data.dataset)
     known = params.data.verify and release is not None and release.sizes is not None  # not for test data
     check_runnable(params, num_items=release.sizes.items if known else None)
+    data = params.data
+    if data.sources == ("local",) and not Path(data.local_zip).is_file():
+        zip_path = Path(data.local_zip)
+        what = "is empty" if not data.local_zip else ("is a folder" if zip_path.is_dir() else "does not exist")
+        raise ParamsError(f"data.local_zip {what}, and data.sources is [local] only: give the path of the "
+                          f"{data.dataset} zip, or add grouplens or pypi to data.sources")
     if params.device == "cuda" or params.train.backend == "nccl":  # only these need torch to check
         from ncf.distributed import backend_for
         from ncf.runtime import resolve_device

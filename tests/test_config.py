@@ -290,3 +290,17 @@ def test_cut_offs_beyond_the_catalogue_are_refused_when_its_size_is_known():
     with pytest.raises(ParamsError, match="evaluate.ks: 10000 is not below the 1,682 movies of ml-100k"):
         check_runnable(params, num_items=1682)
     check_runnable(parse_params({}), num_items=1682)  # the defaults run
+
+
+def test_a_params_file_that_leaves_out_a_key_is_refused_by_the_completeness_check(tmp_path):
+    from ncf.config import check_complete
+
+    committed = (Path(__file__).resolve().parents[1] / "params.yaml").read_text()
+    check_complete(Path(__file__).resolve().parents[1] / "params.yaml")  # the committed file is complete
+    lacking = tmp_path / "params.yaml"
+    lacking.write_text("\n".join(line for line in committed.splitlines() if "chunk_users" not in line))
+    with pytest.raises(ParamsError, match=r"evaluate.chunk_users is missing; .*default: chunk_users: 1024"):
+        check_complete(lacking)
+    lacking.write_text("")
+    with pytest.raises(ParamsError, match=r"seed is missing \(and \d+ more: num_negatives, device, threads, \.\.\.\)"):
+        check_complete(lacking)

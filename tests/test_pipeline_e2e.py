@@ -155,6 +155,12 @@ def test_a_bad_or_unknown_param_stops_dvc_before_any_output_is_removed(project):
         (committed.replace("processes: 1", "processes: 3"), "does not split evenly over train.processes 3"),
         (committed.replace("device: auto", "device: cuda"), "error: device: cuda was asked for but no CUDA GPU"),
         (committed.replace("backend: auto", "backend: nccl"), "error: train.backend: nccl needs CUDA GPUs"),
+        # DVC reads declared keys from the file and fails a stage on a missing one after removing
+        # its outputs: validate refuses the file first (an empty one too).
+        ("\n".join(line for line in committed.splitlines() if "chunk_users" not in line) + "\n",
+         "error: params.yaml: evaluate.chunk_users is missing"),
+        ("", "error: params.yaml: seed is missing"),
+        (re.sub(r"local_zip: .*", "local_zip: src", committed), "error: data.local_zip is a folder"),
     ]
     try:
         for text, message in bad_values:

@@ -167,3 +167,24 @@ def test_seeds_only_report_tests_every_model_against_neumf(exp_show, tmp_path):
     # NeuMF hits half the users in every seed, GMF none: NeuMF - GMF = +0.5 HR@10.
     assert "+0.5000 [" in gmf and "p = 0.00" in gmf
     assert "5 seeds: 0, 1, 2, 3, 4." in text
+
+
+@pytest.mark.parametrize("shape", ["[1, 2, 3]", "[null]", '[{"name": "x"}]'])
+def test_report_of_a_wrongly_shaped_list_is_one_line(tmp_path, capsys, shape):
+    saved = tmp_path / "exps.json"
+    saved.write_text(shape)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["report", "--from-json", str(saved), "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not what `dvc exp show --json` prints" in err
+
+
+def test_report_to_a_folder_that_cannot_be_written_is_one_line(exp_show, tmp_path, capsys):
+    saved = tmp_path / "exps.json"
+    saved.write_text(json.dumps(exp_show))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["report", "--from-json", str(saved), "--out", "/proc/ncf-report"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out /proc/ncf-report: cannot write there" in err

@@ -69,3 +69,18 @@ def test_missing_checkpoint_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "neumf.pt: not found" in proc.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_plot_of_metrics_without_hr10_is_one_line_not_a_traceback(tmp_path):
+    # `dvc repro -s evaluate` skips validate; with ks lacking 10 the metrics have no hr@10.
+    curves = tmp_path / "curves"
+    curves.mkdir()
+    for model in ("neumf", "gmf", "mlp"):
+        (curves / f"{model}.tsv").write_text("epoch\tloss\tvalid_hr10\tvalid_ndcg10\n1\t0.5\t0.1\t0.05\n")
+    (tmp_path / "evaluate.json").write_text('{"neumf": {"hr@5": 0.1, "ndcg@5": 0.05}}')
+    (tmp_path / "params.yaml").write_text("evaluate: {ks: [5]}\n")
+    proc = run_stage("plot.py", "--curves", str(curves), "--metrics", str(tmp_path / "evaluate.json"),
+                     "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "no hr@10 / ndcg@10 for neumf; evaluate.ks must include 10" in proc.stderr
+    assert not (tmp_path / "out" / "models.png").exists()

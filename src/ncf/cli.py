@@ -186,10 +186,16 @@ def report(args) -> None:
     from functools import lru_cache
 
     ranks_of = None if args.no_tests or args.from_json else lru_cache(maxsize=None)(read_ranks)
+    if not isinstance(shown, list) or not all(isinstance(commit, dict) and "rev" in commit for commit in shown):
+        raise CliError(f"{args.from_json or '`dvc exp show --json`'}: not what `dvc exp show --json` prints "
+                       "(a list of commits, each with a rev); save it with `dvc exp show --json > FILE`")
     try:
         print(build(shown, args.out, vary=args.vary, ranks_of=ranks_of, resamples=args.resamples))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CliError(f"cannot build the report: {exc or type(exc).__name__}") from None
+    except OSError as exc:
+        raise CliError(f"--out {args.out}: cannot write there ({exc.strerror or type(exc).__name__}); "
+                       "give a folder you can write to") from None
     print(f"(written to {args.out}/)")
 
 
@@ -201,8 +207,8 @@ def share(args) -> None:
     try:
         entries, sent, missing = push(args.remote)
     except DvcException as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CliError(f"cannot push the run cache: {first}") from None
+        text = " ".join(line.strip() for line in str(exc).strip().splitlines()) or type(exc).__name__
+        raise CliError(f"cannot push the run cache: {text}") from None
     print(f"{entries} run-cache entries and {sent} outputs pushed"
           + (f"; {missing} outputs named by old entries are no longer in the local cache" if missing else ""))
 

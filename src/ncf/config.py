@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -245,6 +246,45 @@ def check_runnable(params: Params, num_items: int | None = None) -> None:
     if num_items is not None and max(ks) >= num_items:
         raise ParamsError(f"evaluate.ks: {max(ks)} is not below the {num_items:,} movies of {params.data.dataset}, "
                           "so every HR@K would be 1.0; use cut-offs below that")
+
+
+def _keys(cls, prefix: str = ""):
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            yield from _keys(hint, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}"
+
+
+def check_complete(path: str | Path = "params.yaml") -> None:
+    """Refuse a params.yaml that leaves out a key (the validate stage's check).
+
+    Stages fill a missing key with its default, but DVC reads the keys each stage declares from
+    the file itself and, where one is missing, fails that stage after removing its outputs.
+    """
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+
+    def present(dotted: str) -> bool:
+        node = raw
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    missing = [key for key in _keys(Params) if not present(key)]
+    if missing:
+        defaults = Params().to_dict()
+        first = missing[0]
+        value = defaults
+        for part in first.split("."):
+            value = value[part]
+        more = f" (and {len(missing) - 1} more: {', '.join(missing[1:4])}{', ...' if len(missing) > 4 else ''})" \
+            if len(missing) > 1 else ""
+        raise ParamsError(f"{path}: {first} is missing{more}; DVC reads every key from the file, so write "
+                          f"it out (default: {first.split('.')[-1]}: {json.dumps(value)}), or `git checkout "
+                          f"HEAD -- {path}` for the committed file")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

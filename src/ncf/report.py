@@ -147,7 +147,7 @@ def _runs_by_seed(df: pd.DataFrame) -> dict:
     out = {}
     for seed, rev in zip(seeds, df["fullrev"]):
         out.setdefault(seed, rev)
-    return out
+    return dict(sorted(out.items()))
 
 
 def _paired_cell(ranks_a: list, ranks_b: list, resamples: int) -> str:

@@ -27,7 +27,9 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 # Brings back every output of the last commit, byte for byte: git holds params, dvc.lock, the
 # metrics and plot data; DVC's cache the models and data that dvc.lock names.
-RESTORE = "git checkout -- params.yaml dvc.lock metrics plots && dvc checkout"
+# From HEAD, not from git's index: the project's `core.autostage` stages dvc.lock after every
+# successful `dvc repro`, and `git checkout --` alone would restore that run, not the commit.
+RESTORE = "git checkout HEAD -- params.yaml dvc.lock metrics plots && dvc checkout"
 
 
 def _interrupt(signum, frame):
