@@ -159,7 +159,8 @@ def _paired_cell(ranks_a: list, ranks_b: list, resamples: int) -> str:
     cells = []
     for metric in ("hr", "ndcg"):
         r = paired(np.stack(ranks_a), np.stack(ranks_b), metric, 10, resamples=resamples)
-        cells.append(f"{r.diff:+.4f} [{r.low:+.4f}, {r.high:+.4f}], p = {r.p_value:.2f}")
+        p = f"p = {r.p_value:.3f}" if r.p_value >= 0.001 else "p < 0.001"
+        cells.append(f"{r.diff:+.4f} [{r.low:+.4f}, {r.high:+.4f}], {p}")
     return "; ".join(cells)
 
 

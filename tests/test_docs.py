@@ -1,0 +1,36 @@
+"""The README and docs/ stay true to what the repository holds: links resolve, the README stays
+short, and its results table is the generated seeds report, not numbers typed by hand."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_the_readme_stays_short():
+    assert len((ROOT / "README.md").read_text(encoding="utf-8")) <= 10_000
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_points_to_a_file_that_exists(page):
+    text = page.read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://|#|mailto:", target):
+            continue
+        path = (page.parent / target.split("#")[0]).resolve()
+        assert path.exists(), f"{page.name} links to {target}, which does not exist"
+
+
+def test_readme_results_are_the_generated_seeds_report():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
+    rows = [line for line in block.splitlines() if line.startswith("| ")]
+    report = (ROOT / "docs/studies/seeds/experiments.md").read_text(encoding="utf-8")
+    assert len(rows) >= 8, "the README's results block lost its table"
+    for row in rows:
+        assert row in report, f"README row not in docs/studies/seeds/experiments.md: {row}"
