@@ -164,11 +164,13 @@ def _paired_cell(ranks_a: list, ranks_b: list, resamples: int) -> str:
     return "; ".join(cells)
 
 
-def _ranks(ranks_of, rev: str, model: str, users=None):
-    frame = ranks_of(rev).sort_values("user")
-    if users is not None and not (frame["user"].to_numpy() == users).all():
-        raise ValueError(f"{rev[:7]} was evaluated on other test users; a paired test needs the same split")
-    return frame[model].to_numpy(), frame["user"].to_numpy()
+def _ranks(ranks_of, revs: list[str]) -> list[pd.DataFrame]:
+    """The ranks frames of `revs`, each sorted by user; ValueError unless all rank the same users."""
+    frames = [ranks_of(rev).sort_values("user") for rev in revs]
+    for rev, frame in zip(revs, frames):
+        if not (frame["user"].to_numpy() == frames[0]["user"].to_numpy()).all():
+            raise ValueError(f"{rev[:7]} was evaluated on other test users; a paired test needs the same split")
+    return frames
 
 
 def against_default(df: pd.DataFrame, summary: pd.DataFrame, ranks_of, resamples: int = 10_000) -> list[str]:
@@ -192,12 +194,9 @@ def against_default(df: pd.DataFrame, summary: pd.DataFrame, ranks_of, resamples
         if not seeds:
             cells.append("no common seed")
             continue
-        a, b, users = [], [], None
-        for seed in seeds:
-            ra, users = _ranks(ranks_of, base_runs[seed], "neumf", users)
-            rb, _ = _ranks(ranks_of, runs[seed], "neumf", users)
-            a.append(ra)
-            b.append(rb)
+        frames = _ranks(ranks_of, [base_runs[s] for s in seeds] + [runs[s] for s in seeds])
+        a = [frame["neumf"].to_numpy() for frame in frames[:len(seeds)]]
+        b = [frame["neumf"].to_numpy() for frame in frames[len(seeds):]]
         cells.append(_paired_cell(a, b, resamples) + f" ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})")
     return cells
 
@@ -216,15 +215,7 @@ def models_table(df: pd.DataFrame, ranks_of=None, resamples: int = 10_000, again
         head += f" {LABELS.get(against, against)} - model, HR@10; NDCG@10 (95% CI, p; paired over users and seeds) |"
         rule += "---|"
     lines = [head, rule]
-    ranks = {}
-    if ranks_of is not None:
-        users = None
-        for seed, rev in runs.items():
-            frame = ranks_of(rev).sort_values("user")
-            if users is not None and not (frame["user"].to_numpy() == users).all():
-                raise ValueError(f"{rev[:7]} was evaluated on other test users")
-            users = frame["user"].to_numpy()
-            ranks[seed] = frame
+    ranks = dict(zip(runs, _ranks(ranks_of, list(runs.values())))) if ranks_of is not None else {}
     for model in models:
         cells = [LABELS.get(model, model)]
         for key in ("hr@10", "ndcg@10"):
