@@ -34,13 +34,15 @@ def main():
     data = read_split(args.split, "cpu")
     shape = (data.num_users, data.num_items)
     train_x = baselines.interactions(data.users.numpy(), data.items.numpy(), *shape)
-    full = data.with_validation()
-    full_x = baselines.interactions(full.users.numpy(), full.items.numpy(), *shape)
+    refit = params.train.refit
+    if refit:
+        full = data.with_validation()
+        full_x = baselines.interactions(full.users.numpy(), full.items.numpy(), *shape)
     summary = {}
     for kind in baselines.KINDS:
         seed = stage_seed(params.seed, f"baselines:{kind}")
-        best, best_key, start = None, None, time.perf_counter()
-        for hyper in baselines.grid(kind, params):
+        grid, best, best_key, start = baselines.grid(kind, params), None, None, time.perf_counter()
+        for hyper in grid:
             model = baselines.fit(kind, train_x, hyper, seed, params.threads)
             ranks = rank_held_out(model.score_all, data.valid_users, data.valid_items, data.mask,
                                   chunk_users=params.evaluate.chunk_users)
@@ -48,14 +50,14 @@ def main():
             log("baselines", f"{kind} {hyper}: valid hr@10 {valid['hr@10']:.4f}, ndcg@10 {valid['ndcg@10']:.4f}")
             key = (valid["hr@10"], valid["ndcg@10"])
             if best_key is None or key > best_key:
-                best, best_key = (hyper, valid), key
-        hyper, valid = best
+                best, best_key = (hyper, valid, model), key
+        hyper, valid, final = best
         selected = time.perf_counter() - start
-        final, fit_s = baselines.timed_fit(kind, full_x if params.train.refit else train_x, hyper, seed,
-                                           params.threads)
-        info = {"valid": {k: round(v, 6) for k, v in valid.items()}, "tried": len(baselines.grid(kind, params))}
-        baselines.save(final, args.out / f"{kind}.pt", info=info,
-                       trained_on="train+valid" if params.train.refit else "train")
+        fit_s = 0.0
+        if refit:  # without it, the model chosen on validation is the final one
+            final, fit_s = baselines.timed_fit(kind, full_x, hyper, seed, params.threads)
+        info = {"valid": {k: round(v, 6) for k, v in valid.items()}, "tried": len(grid)}
+        baselines.save(final, args.out / f"{kind}.pt", info=info, trained_on="train+valid" if refit else "train")
         summary[kind] = {"chosen": hyper, **info}
         log("baselines", f"{kind}: chose {hyper} (grid of {info['tried']} in {selected:.1f} s), "
                          f"final fit {fit_s:.1f} s")
