@@ -122,7 +122,7 @@ def _ids(values: pa.ChunkedArray, what: str, path, fmt: str) -> np.ndarray:
     (so "0001" stays "0001"). Empty or missing ids are refused."""
     nulls = values.is_null()
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        nulls = pc.or_(nulls, pc.equal(pc.utf8_trim_whitespace(values), ""))
+        nulls = pc.fill_null(pc.or_kleene(nulls, pc.equal(pc.utf8_trim_whitespace(values), "")), True)
     bad = np.flatnonzero(nulls.to_numpy(zero_copy_only=False))
     if len(bad):
         raise DataError(f"{path}: {len(bad):,} rows have an empty {what} (first at {_where(int(bad[0]), fmt)}); "
@@ -172,14 +172,16 @@ def _timestamps(values: pa.ChunkedArray, path, fmt: str, param: str) -> np.ndarr
                                else pa.timestamp("s")), pa.int64()).to_numpy()
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         text = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
-        parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-        bad = np.flatnonzero(parsed.isna().to_numpy())
+        seconds = pd.to_numeric(text, errors="coerce")  # epoch seconds written among text
+        iso = pd.to_datetime(text.where(seconds.isna()), utc=True, format="ISO8601", errors="coerce")
+        bad = np.flatnonzero((seconds.isna() & iso.isna()).to_numpy())
         if len(bad):
             i = int(bad[0])
             raise DataError(f"{path}: timestamp {text.iloc[i]!r} at {_where(i, fmt)} does not parse; give "
                             f"epoch seconds or ISO-8601 text (2024-05-01T12:00:00Z), or set {param}: \"\"")
-        # Seconds: sub-second parts are dropped, ties then fall back to file order (docs/protocol.md).
-        return parsed.to_numpy().astype("datetime64[s]").astype(np.int64)
+        # Whole seconds: parts of a second are dropped, ties then keep file order (docs/protocol.md).
+        from_iso = (iso - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        return np.where(seconds.notna(), np.floor(seconds.fillna(0)), from_iso.fillna(0)).astype(np.int64)
     raise DataError(f"{path}: timestamp column has type {kind}; give epoch seconds or ISO-8601 text")
 
 
