@@ -1,0 +1,185 @@
+"""End to end, through the real `dvc`: a team's own interactions file, versioned with DVC.
+
+The worked example of docs/data.md#your-own-data, run from the page itself: its params block and
+its commands, one by one (`dvc add` a CSV under input/, commit, `dvc repro`; append a later week,
+`dvc add` again, `dvc repro` reruns only the stages after the data, `dvc metrics diff` shows the
+data report and the metrics moving; `git checkout HEAD~1 -- . && dvc checkout` gives back the
+first version's outputs byte for byte). Then every bad file, each refused in one line through
+`dvc repro`, the removed outputs brought back by the printed command. Then real ml-100k through
+the MovieLens path and as a user's own file: the same metrics/evaluate.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from benchmarks.env import dvc_env
+from ncf.stage import RESTORE
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock", ".dvcignore", ".gitignore",
+                 "src", "stages", "input"]
+CHEAP = {"train": {"max_epochs": 4, "patience": 2, "batch_size": 512}, "gmf": {"dim": 8, "lr": 0.05, "l2": 0.0},
+         "mlp": {"dim": 8, "layers": [16, 8], "lr": 0.01}, "ease": {"l2": [100]},
+         "ials": {"factors": [8], "regularization": [1.0], "iterations": 3}, "itemknn": {"k": [10]}}
+DATA_MD = (ROOT / "docs" / "data.md").read_text()
+
+
+def block(name: str) -> str:
+    """The fenced block between `<!-- name:start -->` and `<!-- name:end -->` in docs/data.md."""
+    found = re.search(rf"<!-- {name}:start -->\n```\w*\n(.*?)```\n<!-- {name}:end -->", DATA_MD, re.S)
+    assert found, f"docs/data.md lost its {name} block"
+    return found.group(1)
+
+
+PAGE_PARAMS = yaml.safe_load(block("own-data-params"))
+PAGE_COMMANDS = [line.split("  #")[0].strip() for line in block("own-data-commands").splitlines() if line.strip()]
+FIRST_WEEK = PAGE_COMMANDS[:PAGE_COMMANDS.index("cat next-week.csv >> input/interactions.csv")]
+START = np.datetime64("2026-01-05T00:00:00")
+OUTPUTS = ["data/raw/interactions.parquet", "data/split/train.parquet", "data/split/users.parquet",
+           "data/catalog.parquet", "models/neumf.pt", "models/baselines/ease.pt", "metrics/data.json",
+           "metrics/evaluate.json", "plots/curves/gmf.tsv", "plots/models.png"]
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=dvc_env("t", "t@t"), capture_output=True, text=True)
+    assert not ok or proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+    return proc
+
+
+def shell(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run(["bash", "-c", command], cwd)
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def interactions(week: int, users: int = 30, per_user: int = 6, seed: int = 0) -> str:
+    """One week of a shop's log: text customer ids, integer SKUs, ISO-8601 times, taste clusters
+    (customer c buys SKUs s with s % 3 == c % 3), plus a column the pipeline does not read."""
+    rng = np.random.default_rng(seed + week)
+    lines = []
+    for c in range(users):
+        skus = rng.choice([s for s in range(1, 46) if s % 3 == c % 3], size=per_user, replace=False)
+        times = START + np.timedelta64(7 * week, "D") + np.sort(rng.integers(0, 7 * 86400, size=per_user))
+        lines += [f"c{c:03d},{sku},{np.datetime_as_string(t)}Z,web" for sku, t in zip(skus, times)]
+    order = rng.permutation(len(lines))  # exports are not sorted by anything
+    return "".join(lines[i] + "\n" for i in order)
+
+
+def digests(project: Path) -> dict[str, bytes]:
+    return {name: (project / name).read_bytes() for name in OUTPUTS}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project set up for its own data, and reproduced once (first version)."""
+    repo = tmp_path_factory.mktemp("own-data")
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, repo / name)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["dataset"] = PAGE_PARAMS["data"]["dataset"]
+    params["data"]["file"].update(PAGE_PARAMS["data"]["file"])
+    for section, values in CHEAP.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "the project"], repo)
+    (repo / "input" / "interactions.csv").write_text("customer,sku,time,channel\n" + interactions(0))
+    (repo / "input" / "items.csv").write_text(
+        "sku,name,category\n" + "".join(f"{s},Product {s},cat{s % 3}\n" for s in range(1, 46)))
+    for command in FIRST_WEEK:  # the page's commands, up to the first week's results
+        out = shell(command, repo).stdout
+        if command == "dvc repro":
+            assert stages_run(out) == {"validate", "download", "split", "pretrain_gmf", "pretrain_mlp",
+                                       "train_neumf", "baselines", "evaluate", "plot"}
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+    return repo
+
+
+def test_a_new_version_of_the_file_reruns_from_the_data_and_checkout_brings_back_the_old(project):
+    first = digests(project)
+    report = json.loads((project / "metrics/data.json").read_text())
+    assert report["users"] == 30 and report["rows"] == 180 and report["users_tested"] == 30
+    catalog = (project / "plots/samples.md").read_text()
+    assert "Product " in catalog  # names from the items file
+
+    (project / "next-week.csv").write_text(interactions(1))
+    second_week = PAGE_COMMANDS[len(FIRST_WEEK):]
+    for command in second_week:  # the rest of the page's commands
+        if command.startswith("git checkout HEAD~1"):
+            assert json.loads((project / "metrics/data.json").read_text())["rows"] == 360
+            second = digests(project)
+        out = shell(command, project).stdout
+        if command == "dvc repro":  # not validate: params.yaml did not change
+            assert stages_run(out) == {"download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf",
+                                       "baselines", "evaluate", "plot"}
+        if command == "dvc metrics diff":
+            rows = re.search(r"metrics/data\.json\s+rows\s+(\d+)\s+(\d+)", out)
+            assert rows and rows.groups() == ("180", "360"), out
+            assert re.search(r"metrics/evaluate\.json\s+neumf\.hr@10", out), out
+    assert second_week[-1] == "git checkout HEAD~1 -- . && dvc checkout"
+    assert digests(project) == first  # the first week's outputs, byte for byte
+    shell("git checkout HEAD -- . && dvc checkout", project)
+    assert digests(project) == second
+
+
+BAD = {
+    "empty": ("", "the interactions file is empty"),
+    "header only": ("customer,sku,time,channel\n", "has a header but no rows"),
+    "wrong delimiter": ("customer;sku;time;channel\nc1;2;2026-01-05T00:00:00Z;web\n", "wrong delimiter?"),
+    "missing column": ("customer,item,time,channel\nc1,2,2026-01-05T00:00:00Z,web\n", "no column 'sku'"),
+    "empty ids": ("customer,sku,time,channel\nc1,2,2026-01-05T00:00:00Z,web\n,3,2026-01-05T00:00:00Z,web\n",
+                  "1 rows have an empty user id (first at line 3)"),
+    "NaN ids": ("customer,sku,time,channel\nc1,NaN,2026-01-05T00:00:00Z,web\n", "empty item id"),
+    "bad timestamps": ("customer,sku,time,channel\nc1,2,last tuesday,web\n", "timestamp 'last tuesday' at line 2"),
+    "binary garbage": (bytes(range(256)) * 64, "not a readable CSV"),
+    "too small": ("customer,sku,time,channel\nc1,2,2026-01-05T00:00:00Z,web\nc1,3,2026-01-06T00:00:00Z,web\n",
+                  "no user has 3 interactions"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_file_is_one_line_exit_2_and_the_printed_command_restores(project, case):
+    content, fragment = BAD[case]
+    before = digests(project)
+    path = project / "input/interactions.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    run(["dvc", "add", "-q", "input/interactions.csv"], project)
+    proc = run(["dvc", "repro"], project, ok=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+    assert errors[0].startswith("error: input/interactions.csv: ") and fragment in errors[0], errors[0]
+    assert RESTORE in errors[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    stage = "split" if case == "too small" else "download"
+    assert f"failed to reproduce '{stage}'" in proc.stderr
+    # The printed command brings back what DVC removed; the good file comes back with git and DVC.
+    shell(f"{RESTORE} && git checkout HEAD -- input && dvc checkout -q input/interactions.csv.dvc", project)
+    assert digests(project) == before
+
+
+def test_an_items_file_that_lacks_ids_is_a_warning_not_an_error(project):
+    items = project / "input/items.csv"
+    items.write_text("sku,name,category\n" + "".join(f"{s},Product {s},c\n" for s in range(1, 41)))
+    run(["dvc", "add", "-q", "input/items.csv"], project)
+    proc = run(["dvc", "repro", "split"], project)
+    assert "warning: input/items.csv names no title for 5 of the items in input/interactions.csv" in proc.stderr
+    shell("git checkout HEAD -- input && dvc checkout -q input/items.csv.dvc && dvc repro split", project)
