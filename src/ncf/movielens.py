@@ -312,8 +312,9 @@ def _parse_checked_zip(release: Release, path: Path, source: str, verify: bool, 
     expected_md5 = expected_md5 or release.md5
     if verify:
         if expected_md5 is None:
-            raise DataError(f"{source}: no published md5 is known for {release.name}; download it from "
-                            "GroupLens (which publishes one) or set data.verify: false")
+            raise DataError(f"{source}: no fixed md5 is known for {release.name}, which GroupLens updates in "
+                            "place; set data.verify: false to use this zip unchecked, or take it from GroupLens, "
+                            "which publishes the current md5")
         md5 = file_digest(path, "md5")
         if md5 != expected_md5:
             raise DataError(f"{source}: md5 of {path} is {md5}, expected {expected_md5} for {release.name}")
@@ -427,8 +428,11 @@ def load_release(
                 failures.append(msg)
                 continue
         return canonical_interactions(ratings, MOVIELENS_COLUMNS, release.name, prefix="ml."), movies, source
+    # The last hint must not ask for what was already done: a local zip given and refused.
+    hint = ("fix what the local source says above" if "local" in sources and local_zip
+            else "put the zip on disk and set data.local_zip")
     raise DataError(
         f"no source could provide {release.name} (tried {', '.join(sources)}): "
         + " | ".join(failures)
-        + "; put the zip on disk and set data.local_zip"
+        + f"; {hint}"
     )
