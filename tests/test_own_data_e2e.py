@@ -82,16 +82,21 @@ def digests(project: Path) -> dict[str, bytes]:
     return {name: (project / name).read_bytes() for name in OUTPUTS}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A copy of the project set up for its own data, and reproduced once (first version)."""
-    repo = tmp_path_factory.mktemp("own-data")
+def copy_project(repo: Path) -> Path:
+    repo.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, repo / name)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project set up for its own data, and reproduced once (first version)."""
+    repo = copy_project(tmp_path_factory.mktemp("own-data"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["dataset"] = PAGE_PARAMS["data"]["dataset"]
     params["data"]["file"].update(PAGE_PARAMS["data"]["file"])
@@ -183,3 +188,40 @@ def test_an_items_file_that_lacks_ids_is_a_warning_not_an_error(project):
     proc = run(["dvc", "repro", "split"], project)
     assert "warning: input/items.csv names no title for 5 of the items in input/interactions.csv" in proc.stderr
     shell("git checkout HEAD -- input && dvc checkout -q input/items.csv.dvc && dvc repro split", project)
+
+
+def test_real_ml100k_as_your_own_file_gives_the_movielens_metrics_byte_for_byte(tmp_path):
+    """The MovieLens path, then u.data's rows as a user's CSV (other column names, an extra column,
+    no items file), then with zero-padded text ids: the same split files and metrics/evaluate.json.
+    (tests/test_interactions.py checks the split files of all four forms without DVC.)"""
+    repo = copy_project(tmp_path / "ml100k")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["sources"] = ["pypi"]  # the offline copy of ml-100k, from the package index
+    for section, values in {**CHEAP, "train": {"max_epochs": 2, "patience": 1}}.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for command in ("git init -q", "dvc init -q", "git add -A", "git commit -qm project", "dvc repro"):
+        shell(command, repo)
+    split = ["data/split/train.parquet", "data/split/valid.parquet", "data/split/test.parquet"]
+    want = {name: (repo / name).read_bytes() for name in [*split, "metrics/evaluate.json"]}
+    shell("git add -A && git commit -qm movielens", repo)
+
+    import pandas as pd
+
+    ratings = pd.read_parquet(repo / "data/raw/interactions.parquet").rename(
+        columns={"user_id": "uid", "item_id": "movie", "timestamp": "when", "rating": "stars"})
+    ratings.assign(origin="u.data").to_csv(repo / "input/ratings.csv", index=False)
+    padded = ratings.assign(uid=ratings["uid"].map("{:05d}".format), movie=ratings["movie"].map("{:05d}".format))
+    padded.to_csv(repo / "input/padded.csv", index=False)
+    shell("dvc add -q input/ratings.csv input/padded.csv", repo)
+    columns = {"user": "uid", "item": "movie", "timestamp": "when", "rating": "stars", "items": ""}
+    for form, retrained in (("ratings.csv", False), ("padded.csv", True)):
+        params["data"]["dataset"] = "file"
+        params["data"]["file"].update(columns, interactions=f"input/{form}")
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        ran = stages_run(shell("dvc repro", repo).stdout)
+        # Same split files: DVC finds the training stages' inputs unchanged and keeps their outputs;
+        # the id maps of text ids differ, so those retrain, to the same weights.
+        assert ("pretrain_gmf" in ran) == retrained and "evaluate" in ran, (form, ran)
+        got = {name: (repo / name).read_bytes() for name in want}
+        assert got == want, (form, [name for name in want if got[name] != want[name]])
