@@ -146,6 +146,17 @@ def test_a_new_version_of_the_file_reruns_from_the_data_and_checkout_brings_back
     assert digests(project) == second
 
 
+def test_the_data_travels_through_a_remote_and_dvc_exp_run_works_on_it(project, tmp_path):
+    remote, clone = tmp_path / "remote", tmp_path / "clone"
+    shell(f"dvc remote add --local -d team {remote} && dvc push -q", project)
+    shell(f"git clone -q {project} {clone}", tmp_path)
+    shell(f"dvc remote add --local -d team {remote} && dvc pull -q", clone)
+    for name in ["input/interactions.csv", "input/items.csv", *OUTPUTS]:
+        assert (clone / name).read_bytes() == (project / name).read_bytes(), name
+    ran = stages_run(shell("dvc exp run -S split.short_users=drop", clone).stdout)
+    assert "split" in ran and "download" not in ran, ran  # a split param: the data is not read again
+
+
 BAD = {
     "empty": ("", "the interactions file is empty"),
     "header only": ("customer,sku,time,channel\n", "has a header but no rows"),
