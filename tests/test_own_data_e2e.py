@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,24 @@ def test_the_data_travels_through_a_remote_and_dvc_exp_run_works_on_it(project, 
         assert (clone / name).read_bytes() == (project / name).read_bytes(), name
     ran = stages_run(shell("dvc exp run -S split.short_users=drop", clone).stdout)
     assert "split" in ran and "download" not in ran, ran  # a split param: the data is not read again
+
+
+def test_venv_dvc_runs_the_stages_without_activation_where_only_python3_exists(project):
+    # Stock Debian and Ubuntu: /usr/bin has python3 and no python. The stage command's python3 is
+    # the system's; stages/_bootstrap.py switches to the project's .venv (found above the checkout
+    # or, here, the interpreter running the tests).
+    env = {**dvc_env("t", "t@t"), "PATH": "/usr/bin:/bin"}
+    if not Path("/usr/bin/python3").exists() or Path("/usr/bin/python").exists():
+        pytest.skip("needs a system with /usr/bin/python3 and no /usr/bin/python")
+    venv = project / ".venv"
+    venv.symlink_to(Path(sys.executable).parents[1], target_is_directory=True)
+    try:
+        proc = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "-f", "validate"], cwd=project,
+                              env=env, capture_output=True, text=True)
+    finally:
+        venv.unlink()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[validate] params.yaml: every key is known and valid" in proc.stderr
 
 
 BAD = {
