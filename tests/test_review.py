@@ -1,0 +1,126 @@
+"""ncf.review without DVC: the report's sections from two revisions' contents, Holm's correction,
+and the folder written whole. tests/test_review_e2e.py runs it on real commits through DVC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ncf import review
+from ncf.review import Side, holm, markdown, paired_tests
+
+FIGURES = {"curves": "review/curves.png", "metrics": "review/metrics.png"}
+
+
+def _metrics(hr: float) -> dict:
+    return {"neumf": {"hr@10": hr, "ndcg@10": hr / 2, "hr@10_se": 0.01, "ndcg@10_se": 0.005},
+            "gmf": {"hr@10": 0.1, "ndcg@10": 0.05, "hr@10_se": 0.01, "ndcg@10_se": 0.005}}
+
+
+def _ranks(neumf: np.ndarray, users=None) -> pd.DataFrame:
+    n = len(neumf)
+    users = np.arange(n) if users is None else users
+    return pd.DataFrame({"user": users, "item": users % 7, "neumf": neumf, "gmf": np.full(n, 50)})
+
+
+def _sides(ranks_a, ranks_b, data_a=None, data_b=None):
+    a = Side("main (abc1234)", "a" * 40, {"num_negatives": 4, "seed": 0}, _metrics(0.10), data_a, ranks=ranks_a)
+    b = Side("workspace", None, {"num_negatives": 8, "seed": 0}, _metrics(0.30), data_b, ranks=ranks_b)
+    return a, b
+
+
+def test_holm_adjusts_step_down_and_keeps_order():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5]
+    assert holm([0.2, 0.9]) == pytest.approx([0.4, 0.9])
+
+
+def test_a_real_gain_is_beyond_noise_and_named_in_the_verdict():
+    rng = np.random.default_rng(0)
+    a, b = _sides(_ranks(rng.integers(5, 200, 300)), _ranks(rng.integers(0, 12, 300)))
+    tests, why_not = paired_tests(a, b, resamples=500, seed=0)
+    assert why_not is None and set(tests) == {("neumf", "hr@10"), ("neumf", "ndcg@10"), ("gmf", "hr@10"),
+                                             ("gmf", "ndcg@10")}
+    text = markdown(a, b, tests, why_not, ["src/ncf/train.py"], FIGURES)
+    verdict = text.splitlines()[2]
+    assert verdict.startswith("**Moved beyond noise** (paired over 300 test users, p < 0.05 after Holm's "
+                              "correction over 4 tests): NeuMF HR@10 +")
+    assert "GMF" not in verdict  # identical ranks: p = 1
+    assert "| `num_negatives` | `4` | `8` |" in text and "`seed`" not in text
+    assert "Other files that differ: `src/ncf/train.py`." in text
+    assert "| NeuMF | HR@10 | 0.1000 ± 0.0100 | 0.3000 ± 0.0100 | +" in text
+    assert "| GMF | HR@10 | 0.1000 ± 0.0100 | 0.1000 ± 0.0100 | +0.0000 [+0.0000, +0.0000] | 1.000 (1.000) |" in text
+    assert "## Data" not in text  # no metrics/data.json on either side
+    assert "![Training curves of both revisions](review/curves.png)" in text
+
+
+def test_no_difference_says_nothing_moved():
+    ranks = _ranks(np.arange(100) % 30)
+    a, b = _sides(ranks, ranks.copy())
+    tests, _ = paired_tests(a, b, resamples=200, seed=0)
+    assert markdown(a, b, tests, None, [], FIGURES).splitlines()[2].startswith("**Nothing moved beyond noise**")
+
+
+def test_the_data_section_shows_changed_keys_only():
+    ranks = _ranks(np.arange(50) % 30)
+    data_a = {"users": 943, "items": 1682, "dropped.duplicates": 0}
+    data_b = {"users": 940, "items": 1682, "dropped.duplicates": 3}
+    a, b = _sides(ranks, ranks.copy(), data_a, data_b)
+    text = markdown(a, b, *paired_tests(a, b, resamples=100, seed=0), [], FIGURES)
+    data = text.split("## Data")[1].split("##")[0]
+    assert "| `users` | `943` | `940` |" in data and "| `dropped.duplicates` | `0` | `3` |" in data
+    assert "items" not in data
+    a.data = None  # only one side has a data report
+    assert "| `items` | (absent) | `1682` |" in markdown(a, b, {}, "x", [], FIGURES)
+    a.data = dict(data_b)
+    assert "`metrics/data.json` is the same on both sides." in markdown(a, b, {}, "x", [], FIGURES)
+
+
+def test_other_test_users_give_unpaired_intervals_from_the_standard_errors():
+    a, b = _sides(_ranks(np.arange(50) % 30), _ranks(np.arange(50) % 30, users=np.arange(50) + 1))
+    tests, why_not = paired_tests(a, b, resamples=100, seed=0)
+    assert tests == {} and "different users or items" in why_not
+    text = markdown(a, b, tests, why_not, [], FIGURES)
+    assert text.splitlines()[2].startswith("**Not tested for noise**: the two revisions test different users")
+    # NeuMF: 0.30 - 0.10, standard error hypot(0.01, 0.01) = 0.01414.
+    assert "| NeuMF | HR@10 | 0.1000 ± 0.0100 | 0.3000 ± 0.0100 | +0.2000 [+0.1723, +0.2277] | < 0.001 |" in text
+
+
+def test_missing_ranks_put_the_pull_line_first(monkeypatch):
+    a, b = _sides(None, _ranks(np.arange(50) % 30))
+    a.missing.append(review._pull_hint(review.RANKS, a))
+    tests, why_not = paired_tests(a, b, resamples=100, seed=0)
+    text = markdown(a, b, tests, why_not, [], FIGURES)
+    assert text.splitlines()[4] == ("Pull first: data/evaluate/ranks.parquet of main (abc1234) is neither in the "
+                                    "DVC cache nor on the default remote: `git checkout aaaaaaa && dvc pull "
+                                    "data/evaluate/ranks.parquet`, or `dvc push` it from the clone that ran aaaaaaa "
+                                    "(`dvc pull --run-cache` then `dvc repro` there restores it from the run cache).")
+
+
+def test_the_figures_folder_is_replaced_whole(tmp_path):
+    target = tmp_path / "review"
+    target.mkdir()
+    (target / "stale.png").write_bytes(b"old")
+    new = tmp_path / ".review.new"
+    new.mkdir()
+    (new / "metrics.png").write_bytes(b"new")
+    review._replace_folder(new, target)
+    assert sorted(p.name for p in target.iterdir()) == ["metrics.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["review"]
+
+
+@pytest.mark.parametrize("path", [".github/workflows/review.yml", "docs/ci/gitlab-review.yml"])
+def test_both_ci_templates_call_the_tested_script_then_post_its_report(path):
+    import yaml
+
+    root = review.Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((root / path).read_text())
+    if "jobs" in spec:  # GitHub Actions
+        commands = [step.get("run", "") for step in spec["jobs"]["review"]["steps"]]
+    else:  # GitLab CI
+        commands = spec["review"]["script"]
+    script = [i for i, c in enumerate(commands) if c.startswith("ci/review.sh ")]
+    comment = [i for i, c in enumerate(commands) if c.startswith("cml comment create") and "reports/review.md" in c]
+    assert len(script) == 1 and len(comment) == 1 and script[0] < comment[0], commands
+    assert (root / "ci/review.sh").stat().st_mode & 0o111  # executable, as the templates call it
