@@ -40,26 +40,36 @@ def test_a_real_gain_is_beyond_noise_and_named_in_the_verdict():
     rng = np.random.default_rng(0)
     a, b = _sides(_ranks(rng.integers(5, 200, 300)), _ranks(rng.integers(0, 12, 300)))
     tests, why_not = paired_tests(a, b, resamples=500, seed=0)
-    assert why_not is None and set(tests) == {("neumf", "hr@10"), ("neumf", "ndcg@10"), ("gmf", "hr@10"),
-                                             ("gmf", "ndcg@10")}
+    # GMF ranks every test item as before: the change did not reach it, and it is not tested.
+    assert why_not is None and set(tests) == {("neumf", "hr@10"), ("neumf", "ndcg@10")}
     text = markdown(a, b, tests, why_not, ["src/ncf/train.py"], FIGURES)
     verdict = text.splitlines()[2]
     assert verdict.startswith("**Moved beyond noise** (paired over 300 test users, p < 0.05 after Holm's "
-                              "correction over 4 tests): NeuMF HR@10 +")
-    assert "GMF" not in verdict  # identical ranks: p = 1
+                              "correction over 2 tests): NeuMF HR@10 +")
+    assert verdict.endswith(" Unchanged, so not tested (the same rank of every test item on both sides): GMF.")
     assert "| `num_negatives` | `4` | `8` |" in text and "`seed`" not in text
     assert "Other files that differ: `src/ncf/train.py`." in text
     assert "| NeuMF | HR@10 | 0.1000 ± 0.0100 | 0.3000 ± 0.0100 | +" in text
-    assert "| GMF | HR@10 | 0.1000 ± 0.0100 | 0.1000 ± 0.0100 | +0.0000 [+0.0000, +0.0000] | 1.000 (1.000) |" in text
+    assert "| GMF | HR@10 | 0.1000 ± 0.0100 | 0.1000 ± 0.0100 | same ranks | – |" in text
     assert "## Data" not in text  # no metrics/data.json on either side
     assert "![Training curves of both revisions](review/curves.png)" in text
 
 
-def test_no_difference_says_nothing_moved():
-    ranks = _ranks(np.arange(100) % 30)
+def test_noise_is_not_called_a_change_and_same_ranks_are_not_tested():
+    rng = np.random.default_rng(1)
+    ranks = _ranks(rng.integers(0, 40, 200))
+    noisy = ranks.copy()
+    swap = rng.choice(200, 10, replace=False)  # ten users' ranks change, both ways
+    noisy.loc[swap, "neumf"] = rng.integers(0, 40, 10)
+    a, b = _sides(ranks, noisy)
+    tests, why_not = paired_tests(a, b, resamples=500, seed=0)
+    verdict = markdown(a, b, tests, why_not, [], FIGURES).splitlines()[2]
+    assert verdict.startswith("**Nothing moved beyond noise**: no paired difference over the 200 test users")
     a, b = _sides(ranks, ranks.copy())
-    tests, _ = paired_tests(a, b, resamples=200, seed=0)
-    assert markdown(a, b, tests, None, [], FIGURES).splitlines()[2].startswith("**Nothing moved beyond noise**")
+    tests, why_not = paired_tests(a, b, resamples=200, seed=0)
+    assert tests == {} and why_not is None
+    assert markdown(a, b, tests, why_not, [], FIGURES).splitlines()[2] == (
+        "**Nothing moved**: every model ranks every test item as before.")
 
 
 def test_the_data_section_shows_changed_keys_only():
@@ -124,3 +134,25 @@ def test_both_ci_templates_call_the_tested_script_then_post_its_report(path):
     comment = [i for i, c in enumerate(commands) if c.startswith("cml comment create") and "reports/review.md" in c]
     assert len(script) == 1 and len(comment) == 1 and script[0] < comment[0], commands
     assert (root / "ci/review.sh").stat().st_mode & 0o111  # executable, as the templates call it
+
+
+def test_the_example_in_docs_is_the_generated_report_of_commit_2060f9e():
+    import json
+    import subprocess
+
+    root = review.Path(__file__).resolve().parents[1]
+    report = (root / "docs/review/example.md").read_text(encoding="utf-8")
+    page = (root / "docs/review.md").read_text(encoding="utf-8")
+    copy = page.split("<!-- example:start -->\n")[1].split("\n<!-- example:end -->")[0]
+    expected = report.replace("](example/", "](review/example/").replace("# Review:", "### Review:", 1)
+    assert copy == expected.replace("\n## ", "\n#### ").rstrip("\n")
+    for png in ("curves.png", "metrics.png"):
+        assert f"](example/{png})" in report and (root / "docs/review/example" / png).read_bytes()[:4] == b"\x89PNG"
+    shown = subprocess.run(["git", "show", "2060f9e:metrics/evaluate.json"], cwd=root, capture_output=True, text=True)
+    if shown.returncode != 0:
+        pytest.skip("commit 2060f9e is not in this clone (a shallow one?)")
+    committed = json.loads(shown.stdout)
+    rows = [line for line in report.splitlines() if line.startswith("| ") and " | HR@10 | " in line]
+    assert len(rows) == len(committed) == 7
+    for model, row in zip(committed, rows):
+        assert row.split(" | ")[2] == f"{committed[model]['hr@10']:.4f} ± {committed[model]['hr@10_se']:.4f}", row

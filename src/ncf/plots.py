@@ -26,9 +26,9 @@ def training_curves(curves: dict[str, pd.DataFrame], path, base: dict[str, pd.Da
     With `base` (another revision's curves, `ncf review`), its lines are drawn dashed in the same
     colours, and `names` (base, this one) tell the two revisions apart in the legend."""
     fig, (ax_hr, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
-    sides = [(curves, "-", f" ({names[1]})" if base is not None else "")]
+    sides = [(curves, "-", f", {names[1]}" if base is not None else "")]
     if base is not None:
-        sides.append((base, "--", f" ({names[0]})"))
+        sides.append((base, "--", f", {names[0]}"))
     for frames, style, suffix in sides:
         for name, df in frames.items():
             color, label = COLORS.get(name), LABELS.get(name, name) + suffix
@@ -79,7 +79,7 @@ def _paired_bars(base: dict, new: dict, path, names: tuple[str, str]) -> None:
     models = [m for m in new if m in base]
     x = np.arange(len(models))
     colors = [COLORS.get(m, "#999999") for m in models]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     for ax, key in zip(axes, ("hr@10", "ndcg@10")):
         top = 0.0
         for offset, metrics, style in ((-0.2, base, {"alpha": 0.45, "hatch": "//"}), (0.2, new, {})):
@@ -87,13 +87,15 @@ def _paired_bars(base: dict, new: dict, path, names: tuple[str, str]) -> None:
             errors = [1.96 * metrics[m].get(f"{key}_se", 0.0) for m in models]
             bars = ax.bar(x + offset, values, width=0.4, yerr=errors, capsize=3, color=colors, edgecolor="black",
                           error_kw={"elinewidth": 1, "ecolor": "#333333"}, **style)
-            ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=7, rotation=90)
+            ax.bar_label(bars, fmt="%.3f", label_type="center", fontsize=7, rotation=90, color="black")
             top = max(top, *(v + e for v, e in zip(values, errors)))
         ax.set_xticks(x, [LABELS.get(m, m) for m in models], rotation=30)
-        ax.set(title=f"Test {key.upper()}: left {names[0]}, right {names[1]} (whiskers: 95% over users)",
-               ylabel=key.upper())
-        ax.set_ylim(0, top * 1.2 if top > 0 else 1)
+        ax.set(title=f"Test {key.upper()}", ylabel=key.upper())
+        ax.set_ylim(0, top * 1.08 if top > 0 else 1)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(handles=[Patch(facecolor="#bbbbbb", hatch="//", edgecolor="black", label=names[0]),
-                            Patch(facecolor="#555555", edgecolor="black", label=names[1])], loc="upper right")
+    fig.suptitle("Full ranking, whiskers: 95% over users", y=1.0)
+    fig.legend(handles=[Patch(facecolor="#dddddd", hatch="//", edgecolor="black", label=f"{names[0]} (left)"),
+                        Patch(facecolor="#777777", edgecolor="black", label=f"{names[1]} (right)")],
+               loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.96), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     save_figure(fig, path)

@@ -173,7 +173,10 @@ def _fmt_p(p: float) -> str:
 
 
 def paired_tests(base: Side, new: Side, resamples: int, seed: int) -> tuple[dict, str | None]:
-    """{(model, key): Comparison} over the users both sides tested, or ({}, why not)."""
+    """{(model, key): Comparison} over the users both sides tested, or ({}, why not).
+
+    A model that ranks every test item the same on both sides is left out: the change did not
+    reach it, and counting it would only weaken Holm's correction for the models it did reach."""
     if base.ranks is None or new.ranks is None:
         return {}, "the ranks of a side are missing (see above)"
     a, b = base.ranks, new.ranks
@@ -184,9 +187,11 @@ def paired_tests(base: Side, new: Side, resamples: int, seed: int) -> tuple[dict
     tests = {}
     for model in _models(base, new):
         if model in a and model in b:
+            ranks_a, ranks_b = a[model].to_numpy(), b[model].to_numpy()
+            if np.array_equal(ranks_a, ranks_b):
+                continue  # the change did not reach this model (a baseline, say): nothing to test
             for key in KEYS:
-                tests[model, key] = paired(a[model].to_numpy(), b[model].to_numpy(), key.split("@")[0], 10,
-                                           resamples=resamples, seed=seed)
+                tests[model, key] = paired(ranks_a, ranks_b, key.split("@")[0], 10, resamples=resamples, seed=seed)
     return tests, None
 
 
@@ -215,7 +220,11 @@ def markdown(base: Side, new: Side, tests: dict, why_not: str | None, changed_fi
     models = _models(base, new)
     lines = [f"# Review: {new.name} against {base.name}", ""]
     # The verdict first: Holm over every paired test of the report.
-    if tests:
+    same = [m for m in models if not any((m, k) in tests for k in KEYS)] if why_not is None else []
+    if why_not is None and not tests:
+        adjusted = {}
+        lines.append("**Nothing moved**: every model ranks every test item as before.")
+    elif tests:
         keys = list(tests)
         adjusted = dict(zip(keys, holm([tests[k].p_value for k in keys])))
         moved = [k for k in keys if adjusted[k] < ALPHA]
@@ -227,6 +236,9 @@ def markdown(base: Side, new: Side, tests: dict, why_not: str | None, changed_fi
         else:
             lines.append(f"**Nothing moved beyond noise**: no paired difference over the {len(new.ranks)} test users "
                          f"has p < {ALPHA} after Holm's correction over the {len(keys)} tests.")
+        if same:
+            lines[-1] += (f" Unchanged, so not tested (the same rank of every test item on both sides): "
+                          f"{', '.join(LABELS.get(m, m) for m in same)}.")
     else:
         adjusted = {}
         lines.append(f"**Not tested for noise**: {why_not}.")
@@ -256,7 +268,7 @@ def markdown(base: Side, new: Side, tests: dict, why_not: str | None, changed_fi
 
     lines += ["", "## Test metrics", ""]
     how = ("paired difference over users, 95 % bootstrap interval, sign-flip permutation p (Holm-adjusted in "
-           "brackets)") if tests else "unpaired difference, 95 % interval and p from the two standard errors"
+           "brackets)") if why_not is None else "unpaired difference, 95 % interval and p from the two standard errors"
     lines.append(f"Full ranking of every unseen item; ± is the standard error over users; Δ = {new.name} − "
                  f"{base.name}: {how}.")
     lines += ["", f"| model | metric | {base.name} | {new.name} | Δ [95% CI] | p |", "|---|---|---|---|---|---|"]
@@ -267,6 +279,8 @@ def markdown(base: Side, new: Side, tests: dict, why_not: str | None, changed_fi
                 t: Comparison = tests[model, key]
                 delta = f"{t.diff:+.4f} [{t.low:+.4f}, {t.high:+.4f}]"
                 p = f"{_fmt_p(t.p_value)} ({_fmt_p(adjusted[model, key])})"
+            elif model in same:
+                delta, p = "same ranks", "–"
             elif key in a and key in b and (unp := _unpaired(a, b, key)) is not None:
                 delta, p = unp[0], _fmt_p(unp[1])
             else:
