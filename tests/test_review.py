@@ -156,3 +156,31 @@ def test_the_example_in_docs_is_the_generated_report_of_commit_2060f9e():
     assert len(rows) == len(committed) == 7
     for model, row in zip(committed, rows):
         assert row.split(" | ")[2] == f"{committed[model]['hr@10']:.4f} ± {committed[model]['hr@10_se']:.4f}", row
+
+
+def test_dvc_plots_draw_each_figure_once_with_the_project_template():
+    # DVC draws every stage's `plots:` entry and every top-level one: a path in both is drawn twice
+    # (DVC 3.67), and a top-level plot built from the stages' curve files repeats them.
+    import json
+
+    import yaml
+
+    root = review.Path(__file__).resolve().parents[1]
+    pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
+    stage_plots = {}
+    for stage in pipeline["stages"].values():
+        for entry in stage.get("plots") or []:
+            path, props = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+            stage_plots[path] = props or {}
+    assert not pipeline.get("plots"), "declare figures once, in the stage that writes them"
+    curves = {p: props for p, props in stage_plots.items() if p.startswith("plots/curves/")}
+    assert sorted(curves) == [f"plots/curves/{m}.tsv" for m in ("gmf", "mlp", "neumf")]
+    template = json.loads((root / ".dvc/plots/curves.json").read_text())
+    assert all(props.get("template") == "curves" for props in curves.values())
+    assert template["data"] == {"values": "<DVC_METRIC_DATA>"}
+    # One colour per model, the PNGs' colours.
+    from ncf.registry import COLORS
+
+    scale = template["spec"]["encoding"]["color"]["scale"]
+    assert scale["range"] == [COLORS[m] for m in ("neumf", "gmf", "mlp")]
+    assert template["spec"]["encoding"]["strokeDash"]["field"] == "rev"

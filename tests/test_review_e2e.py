@@ -42,7 +42,7 @@ def two_commits(tmp_path_factory) -> Path:
     """main: the defaults (made small); branch change: num_negatives 2; both reproduced and pushed
     to a local remote (`store`, committed on main); the workspace is on `change`."""
     repo = tmp_path_factory.mktemp("ncf-review")
-    for name in PROJECT_FILES + ["ci"]:
+    for name in dict.fromkeys(PROJECT_FILES + ["ci", "input"]):  # input/: the download stage's dependency
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
