@@ -184,3 +184,26 @@ def test_dvc_plots_draw_each_figure_once_with_the_project_template():
     scale = template["spec"]["encoding"]["color"]["scale"]
     assert scale["range"] == [COLORS[m] for m in ("neumf", "gmf", "mlp")]
     assert template["spec"]["encoding"]["strokeDash"]["field"] == "rev"
+
+
+def test_the_review_of_two_commits_in_docs_holds_both_commits_metrics():
+    import json
+    import subprocess
+
+    root = review.Path(__file__).resolve().parents[1]
+    report = (root / "docs/review/commits.md").read_text(encoding="utf-8")
+    assert report.startswith("# Review: d5563c6 against 2060f9e\n")
+    assert "| `split.min_rating` | (absent) | `4.0` |" in report and "| `users` | (absent) | `943` |" in report
+    metrics = {}
+    for rev in ("2060f9e", "d5563c6"):
+        shown = subprocess.run(["git", "show", f"{rev}:metrics/evaluate.json"], cwd=root, capture_output=True,
+                               text=True)
+        if shown.returncode != 0:
+            pytest.skip(f"commit {rev} is not in this clone (a shallow one?)")
+        metrics[rev] = json.loads(shown.stdout)
+    rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| ") and " | NDCG@10 | " in line]
+    assert len(rows) == 7
+    for model, row in zip(metrics["2060f9e"], rows):
+        for column, rev in ((2, "2060f9e"), (3, "d5563c6")):
+            values = metrics[rev][model]
+            assert row[column] == f"{values['ndcg@10']:.4f} ± {values['ndcg@10_se']:.4f}", (rev, row)

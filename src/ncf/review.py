@@ -253,7 +253,8 @@ def markdown(base: Side, new: Side, tests: dict, why_not: str | None, changed_fi
     else:
         lines.append("No param differs.")
     if changed_files:
-        shown = ", ".join(f"`{f}`" for f in changed_files[:15]) + (" ..." if len(changed_files) > 15 else "")
+        more = len(changed_files) - 15
+        shown = ", ".join(f"`{f}`" for f in changed_files[:15]) + (f" and {more} more" if more > 0 else "")
         lines += ["", f"Other files that differ: {shown}."]
 
     if base.data is not None or new.data is not None:
@@ -298,7 +299,8 @@ def _value(flat: dict, key: str) -> str:
     if key not in flat:
         return "(absent)"
     value = flat[key]
-    return f"`{json.dumps(value)}`" if isinstance(value, (list, dict, bool)) or value is None else f"`{value}`"
+    plain = isinstance(value, (int, float, str)) and not isinstance(value, bool) and value != ""
+    return f"`{value}`" if plain else f"`{json.dumps(value)}`"
 
 
 def _replace_folder(tmp: Path, target: Path) -> None:
