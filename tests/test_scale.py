@@ -7,8 +7,11 @@ import json
 import numpy as np
 
 from benchmarks.scale import main as scale_main
+from ncf.interactions import Columns, read_interactions
 from ncf.movielens import load_release
-from ncf.synthetic import ML25M_ITEMS, ML25M_RATINGS, ML25M_USERS, write_zip
+from ncf.synthetic import ML20M_ITEMS, ML20M_RATINGS, ML20M_USERS, ML25M_ITEMS, ML25M_RATINGS, ML25M_USERS
+from ncf.synthetic import main as synthetic_main
+from ncf.synthetic import write_zip
 
 
 def test_synthetic_release_parses_like_ml25m_and_keeps_movielens_rules(tmp_path):
@@ -25,6 +28,22 @@ def test_synthetic_release_parses_like_ml25m_and_keeps_movielens_rules(tmp_path)
     assert set(ratings["item_id"]) <= set(movies["item_id"])
     assert movies["title"].str.startswith("Synthetic Movie").all() and movies["year"].notna().all()
     assert ratings["item_id"].nunique() <= ML25M_ITEMS
+
+
+def test_synthetic_csv_is_an_own_file_shaped_like_ml20m(tmp_path, capsys):
+    path = tmp_path / "ratings.csv"
+    synthetic_main(["--shape", "ml-20m", "--interactions", "30000", "--csv", str(path)])
+    n = int(capsys.readouterr().err.split(": ")[1].split()[0].replace(",", ""))
+    assert abs(n - 30_000) <= 300
+    assert path.read_text().splitlines()[0] == "userId,movieId,rating,timestamp"  # as GroupLens writes it
+    columns = Columns(user="userId", item="movieId", timestamp="timestamp", rating="rating")
+    ratings = read_interactions(path, columns)  # the reader a team's own file goes through
+    assert len(ratings) == n and ratings["user_id"].dtype == ratings["item_id"].dtype == np.int64
+    assert ratings["user_id"].nunique() == round(30_000 * ML20M_USERS / ML20M_RATINGS)
+    assert ratings["item_id"].nunique() <= ML20M_ITEMS < ML25M_ITEMS
+    assert not ratings.duplicated(["user_id", "item_id"]).any()
+    assert ratings.groupby("user_id")["timestamp"].apply(lambda t: t.is_monotonic_increasing).all()
+    assert set(ratings["rating"]) <= {k / 2 for k in range(1, 11)}
 
 
 def test_scale_bench_measures_every_step_at_every_size(tmp_path):
