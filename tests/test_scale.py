@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks.scale import main as scale_main
 from ncf.interactions import Columns, read_interactions
@@ -48,7 +49,7 @@ def test_synthetic_csv_is_an_own_file_shaped_like_ml20m(tmp_path, capsys):
 
 def test_scale_bench_measures_every_step_at_every_size(tmp_path):
     scale_main(["--sizes", "3000", "6000", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                "--batch-size", "4096"])
+                "--batch-size", "4096", "--ingest", "0"])
     report = json.loads((tmp_path / "out" / "scale.json").read_text())
     rows = {(round(row["interactions"], -3), row["step"]): row for row in report["rows"]}
     assert set(rows) == {(k, s) for k in (3000, 6000) for s in ("parse", "split", "gmf_epoch", "eval")}
@@ -59,3 +60,19 @@ def test_scale_bench_measures_every_step_at_every_size(tmp_path):
         if row["step"] == "gmf_epoch":
             assert np.isfinite(row["loss"]) and row["samples"] > 4 * row["interactions"] * 0.9
     assert (tmp_path / "out" / "scale.png").stat().st_size > 10_000
+
+
+def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_path):
+    scale_main(["--ingest-only", "--ingest", "20000", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
+    result = json.loads((tmp_path / "out" / "ingest.json").read_text())
+    assert abs(result["rows"] - 20_000) <= 200  # the bare read saw the whole file
+    assert result["users"] == round(20_000 * ML20M_USERS / ML20M_RATINGS)  # the split stage's data report
+    assert result["train"] == result["rows"] - 2 * result["users"]  # every user held out twice, no row dropped
+    assert any("download" in line and f"{result['rows']:,} interactions" in line for line in result["log"])
+    assert 0 < result["bare_read_s"] < result["stages_s"]
+    assert result["stages_s"] == pytest.approx(result["download_s"] + result["split_s"], abs=0.011)
+    assert result["ratio"] == pytest.approx(result["stages_s"] / result["bare_read_s"], rel=0.3)  # both rounded
+    assert 0 < result["bare_peak_gb"] and 0 < result["download_peak_gb"] <= result["stages_peak_gb"]
+    split = tmp_path / "work" / "ingest" / "data" / "split"
+    assert sorted(p.name for p in split.iterdir()) == [f"{n}.parquet" for n in ("items", "test", "train", "users",
+                                                                                 "valid")]
