@@ -114,6 +114,12 @@ def _where(i: int, fmt: str) -> str:
     return f"line {i + 2}" if fmt in _DELIMITERS else f"row {i + 1}"
 
 
+def _numpy(values: pa.ChunkedArray) -> np.ndarray:
+    """A column as one numpy array: the reader's chunks joined first, ten times faster than
+    ChunkedArray.to_numpy on the ~500 chunks of a 20 M-row CSV."""
+    return values.combine_chunks().to_numpy(zero_copy_only=False)
+
+
 def _whole_numbers(values: pa.ChunkedArray) -> np.ndarray | None:
     """int64 when every text id is a whole number written as numbers are (no sign +, no leading
     zero, within int64), else None. A cast and a test of the first characters: a few times faster
@@ -127,7 +133,7 @@ def _whole_numbers(values: pa.ChunkedArray) -> np.ndarray | None:
         starts = pc.starts_with(values, prefix)
         if pc.any(starts).as_py() and pc.any(pc.and_(starts, pc.greater(pc.binary_length(values), length))).as_py():
             return None
-    return ints.to_numpy()
+    return _numpy(ints)
 
 
 def _ids(values: pa.ChunkedArray, what: str, path, fmt: str) -> np.ndarray:
@@ -147,9 +153,9 @@ def _ids(values: pa.ChunkedArray, what: str, path, fmt: str) -> np.ndarray:
             raise DataError(f"{path}: {len(bad):,} rows have an empty {what} (first at {_where(int(bad[0]), fmt)}); "
                             "remove or fill those rows")
     if pa.types.is_integer(kind):
-        return values.to_numpy().astype(np.int64, copy=False)
+        return _numpy(values).astype(np.int64, copy=False)
     if pa.types.is_floating(kind):
-        arr = values.to_numpy()
+        arr = _numpy(values)
         if np.isnan(arr).any():
             i = int(np.flatnonzero(np.isnan(arr))[0])
             raise DataError(f"{path}: {what} is NaN at {_where(i, fmt)}; remove or fill those rows")
@@ -171,9 +177,9 @@ def _timestamps(values: pa.ChunkedArray, path, fmt: str, param: str) -> np.ndarr
         raise DataError(f"{path}: {nulls:,} empty timestamps (first at {_where(i, fmt)}); fill them, or set "
                         f"{param}: \"\" to order each user's interactions by file row")
     if pa.types.is_integer(kind):
-        return values.to_numpy().astype(np.int64, copy=False)
+        return _numpy(values).astype(np.int64, copy=False)
     if pa.types.is_floating(kind):
-        arr = values.to_numpy()
+        arr = _numpy(values)
         if not np.isfinite(arr).all():
             i = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise DataError(f"{path}: timestamp {arr[i]!r} at {_where(i, fmt)} is not a time; give epoch "
@@ -181,7 +187,7 @@ def _timestamps(values: pa.ChunkedArray, path, fmt: str, param: str) -> np.ndarr
         return np.floor(arr).astype(np.int64)
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         return pc.cast(pc.cast(values, pa.timestamp("s", tz="UTC") if pa.types.is_timestamp(kind)
-                               else pa.timestamp("s")), pa.int64()).to_numpy()
+                               else pa.timestamp("s")), pa.int64()).combine_chunks().to_numpy()
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         text = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
         seconds = pd.to_numeric(text, errors="coerce")  # epoch seconds written among text
@@ -200,7 +206,7 @@ def _timestamps(values: pa.ChunkedArray, path, fmt: str, param: str) -> np.ndarr
 def _ratings(values: pa.ChunkedArray, path, fmt: str) -> np.ndarray:
     kind = values.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        arr = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        arr = _numpy(values).astype(np.float64, copy=False)
     else:
         arr = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object),
                             errors="coerce").to_numpy(np.float64)

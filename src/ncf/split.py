@@ -122,8 +122,12 @@ def leave_one_out(interactions: pd.DataFrame, items: pd.DataFrame | None = None,
     user_code, user_ids = _codes(interactions["user_id"])
     item_code, item_ids = _codes(interactions["item_id"])
     has_time = "timestamp" in interactions
+    timestamp = interactions["timestamp"].to_numpy() if has_time else None
     idx = np.flatnonzero(keep)  # source rows, in file order
-    idx = idx[_time_order(user_code[idx], interactions["timestamp"].to_numpy()[idx] if has_time else None)]
+    if len(idx) == rows:  # every row kept: sort the columns as they are, without copies
+        idx = _time_order(user_code, timestamp)
+    else:
+        idx = idx[_time_order(user_code[idx], timestamp[idx] if has_time else None)]
     user, item = user_code[idx], item_code[idx]
     del user_code, item_code
 
@@ -161,7 +165,7 @@ def leave_one_out(interactions: pd.DataFrame, items: pd.DataFrame | None = None,
 
     train_columns = {"user": user[train], "item": item[train]}
     if has_time:
-        train_columns["timestamp"] = interactions["timestamp"].to_numpy()[idx[train]]
+        train_columns["timestamp"] = timestamp[idx[train]]
     train_frame = pd.DataFrame(train_columns, copy=False)
     users = pd.DataFrame({"user": np.arange(len(user_left), dtype=np.int32), "user_id": user_ids[user_left]})
     item_frame = pd.DataFrame({"item": np.arange(len(item_left), dtype=np.int32), "item_id": item_ids[item_left]})
