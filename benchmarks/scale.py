@@ -43,13 +43,15 @@ STEPS = ("parse", "split", "gmf_epoch", "eval")
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000, 25_000_000)
 INGEST_ROWS = 20_000_263  # MovieLens-20M's ratings
 INGEST_STAGES = ("download", "split")
-# Runs argv[1:], then prints its wall seconds and its peak memory. A process of its own with
-# nothing loaded, so the child's ru_maxrss (which Linux carries over fork) is the child's own.
+# Runs argv[1:], then prints its wall and CPU seconds and its peak memory. A process of its own
+# with nothing loaded, so the child's ru_maxrss (which Linux carries over fork) is the child's own.
 _LAUNCHER = """import json, resource, subprocess, sys, time
 start = time.perf_counter()
 proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-print(json.dumps({"seconds": time.perf_counter() - start, "rc": proc.returncode, "stdout": proc.stdout,
-                  "stderr": proc.stderr, "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu_s": usage.ru_utime + usage.ru_stime,
+                  "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
+                  "peak_mb": usage.ru_maxrss / 1024}))
 """
 _BARE_READ = """import sys, time
 import pyarrow.csv
@@ -165,10 +167,11 @@ def measure_ingest(work: Path, rows: int, repeats: int = 1, reuse: bool = False)
     for _ in range(repeats):  # interleaved, so that a busy spell on a shared machine hits both
         result = launch([sys.executable, "-c", _BARE_READ, str(csv)], project)
         read_s, n = result["stdout"].split()
-        bare.append({"read_s": float(read_s), "seconds": result["seconds"], "peak_mb": result["peak_mb"],
-                     "rows": int(n)})
+        bare.append({"read_s": float(read_s), "seconds": result["seconds"], "cpu_s": result["cpu_s"],
+                     "peak_mb": result["peak_mb"], "rows": int(n)})
         runs = {name: launch(stage_argv(name), project) for name in INGEST_STAGES}
         stages.append({"seconds": sum(r["seconds"] for r in runs.values()),
+                       "cpu_s": sum(r["cpu_s"] for r in runs.values()),
                        **{f"{name}_s": r["seconds"] for name, r in runs.items()},
                        **{f"{name}_peak_mb": r["peak_mb"] for name, r in runs.items()},
                        "peak_mb": max(r["peak_mb"] for r in runs.values()),
@@ -178,15 +181,17 @@ def measure_ingest(work: Path, rows: int, repeats: int = 1, reuse: bool = False)
     report = json.loads((project / "metrics" / "data.json").read_text())
     return {"rows": a["rows"], "csv_mb": round(csv.stat().st_size / 1e6, 1), "repeats": repeats,
             "bare_read_s": round(a["read_s"], 2), "bare_process_s": round(a["seconds"], 2),
-            "bare_peak_gb": round(a["peak_mb"] / 1024, 2),
+            "bare_peak_gb": round(a["peak_mb"] / 1024, 2), "bare_cpu_s": round(a["cpu_s"], 2),
             "stages_s": round(b["seconds"], 2),
             **{f"{name}_s": round(b[f"{name}_s"], 2) for name in INGEST_STAGES},
             **{f"{name}_peak_gb": round(b[f"{name}_peak_mb"] / 1024, 2) for name in INGEST_STAGES},
-            "stages_peak_gb": round(b["peak_mb"] / 1024, 2),
+            "stages_peak_gb": round(b["peak_mb"] / 1024, 2), "stages_cpu_s": round(b["cpu_s"], 2),
             "ratio": round(b["seconds"] / a["read_s"], 2),
             "users": report["users"], "items": report["items"], "train": report["train"],
             "log": b["log"], "all_bare_read_s": [round(r["read_s"], 2) for r in bare],
-            "all_stages_s": [round(r["seconds"], 2) for r in stages]}
+            "all_stages_s": [round(r["seconds"], 2) for r in stages],
+            # Each (b) over the (a) just before it: on a shared machine, the load moves between runs.
+            "pair_ratios": [round(s["seconds"] / r["read_s"], 2) for r, s in zip(bare, stages)]}
 
 
 def plot(rows: list[dict], path: Path) -> None:
