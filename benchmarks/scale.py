@@ -12,6 +12,14 @@ memory (VmHWM, imports included) is its own:
   repeated 122 k times, would dominate);
 - eval: GMF full ranking of every user's test item over all movies, chunked by users.
 Writes `scale.json` and `scale.png` (seconds and peak memory against interactions) to --out.
+
+Then `--ingest` (default 20,000,263 rows; 0 skips it, `--ingest-only` runs it alone) measures a
+team's own file going in: a CSV shaped like MovieLens-20M (`ncf.synthetic --shape ml-20m --csv`)
+is read (a) by bare `pyarrow.csv.read_csv` and (b) by the real download and split stage scripts,
+as dvc.yaml runs them, in a scratch project whose params.yaml names the file (`data.dataset:
+file`). Each runs in a fresh process started by a small launcher, so its peak (the launcher's
+view of its child, `ru_maxrss`) is its own; (b) is the wall time a user waits for both stages.
+Writes `ingest.json` to --out: seconds and peak GB of each, and the ratio (b) / (a).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -32,6 +41,24 @@ from benchmarks.env import module_env
 
 STEPS = ("parse", "split", "gmf_epoch", "eval")
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000, 25_000_000)
+INGEST_ROWS = 20_000_263  # MovieLens-20M's ratings
+INGEST_STAGES = ("download", "split")
+# Runs argv[1:], then prints its wall and CPU seconds and its peak memory. A process of its own
+# with nothing loaded, so the child's ru_maxrss (which Linux carries over fork) is the child's own.
+_LAUNCHER = """import json, resource, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu_s": usage.ru_utime + usage.ru_stime,
+                  "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
+                  "peak_mb": usage.ru_maxrss / 1024}))
+"""
+_BARE_READ = """import sys, time
+import pyarrow.csv
+start = time.perf_counter()
+table = pyarrow.csv.read_csv(sys.argv[1])
+print(time.perf_counter() - start, table.num_rows)
+"""
 
 
 def step(name: str, work: Path, batch_size: int) -> dict:
@@ -92,6 +119,81 @@ def run_step(name: str, work: Path, batch_size: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def launch(argv: list[str], cwd: Path) -> dict:
+    """Run argv in cwd under the launcher: wall seconds, peak MB, output; any failure ends the bench."""
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *argv], cwd=cwd, capture_output=True, text=True,
+                          env=module_env())
+    result = json.loads(proc.stdout) if proc.returncode == 0 else {"rc": proc.returncode, "stderr": proc.stderr}
+    if result["rc"] != 0:
+        raise SystemExit(f"ingest: {shlex.join(argv)} failed in {cwd}:\n{result['stderr']}")
+    return result
+
+
+def stage_argv(name: str) -> list[str]:
+    """The stage's command as dvc.yaml has it, with this Python and this checkout's script."""
+    import yaml
+
+    from benchmarks.env import ROOT
+
+    argv = shlex.split(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]["cmd"])
+    assert argv[0].startswith("python") and argv[1].startswith("stages/"), argv
+    return [sys.executable, str(ROOT / argv[1]), *argv[2:]]
+
+
+def ingest_project(work: Path, rows: int, reuse: bool) -> Path:
+    """A scratch project whose input/interactions.csv is a MovieLens-20M-shaped own file."""
+    from ncf.synthetic import write_csv
+
+    project = work / "ingest"
+    csv = project / "input" / "interactions.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    if not (reuse and csv.exists()):
+        start = time.perf_counter()
+        n = write_csv(csv, rows, shape="ml-20m")
+        print(f"ingest: wrote {csv} ({n:,} rows, {csv.stat().st_size / 1e6:,.0f} MB) in "
+              f"{time.perf_counter() - start:.0f}s", file=sys.stderr)
+    (project / "params.yaml").write_text(
+        "data:\n  dataset: file\n  file:\n    interactions: input/interactions.csv\n    user: userId\n"
+        "    item: movieId\n    timestamp: timestamp\n    rating: rating\n")
+    return project
+
+
+def measure_ingest(work: Path, rows: int, repeats: int = 1, reuse: bool = False) -> dict:
+    """(a) bare pyarrow read and (b) download + split stages on the same CSV, best of `repeats` each."""
+    project = ingest_project(work, rows, reuse)
+    csv = project / "input" / "interactions.csv"
+    csv.read_bytes()  # into the page cache, so neither (a) nor (b) pays for the first read from disk
+    bare, stages = [], []
+    for _ in range(repeats):  # interleaved, so that a busy spell on a shared machine hits both
+        result = launch([sys.executable, "-c", _BARE_READ, str(csv)], project)
+        read_s, n = result["stdout"].split()
+        bare.append({"read_s": float(read_s), "seconds": result["seconds"], "cpu_s": result["cpu_s"],
+                     "peak_mb": result["peak_mb"], "rows": int(n)})
+        runs = {name: launch(stage_argv(name), project) for name in INGEST_STAGES}
+        stages.append({"seconds": sum(r["seconds"] for r in runs.values()),
+                       "cpu_s": sum(r["cpu_s"] for r in runs.values()),
+                       **{f"{name}_s": r["seconds"] for name, r in runs.items()},
+                       **{f"{name}_peak_mb": r["peak_mb"] for name, r in runs.items()},
+                       "peak_mb": max(r["peak_mb"] for r in runs.values()),
+                       "log": [line for r in runs.values() for line in r["stderr"].splitlines()]})
+    a = min(bare, key=lambda r: r["read_s"])
+    b = min(stages, key=lambda r: r["seconds"])
+    report = json.loads((project / "metrics" / "data.json").read_text())
+    return {"rows": a["rows"], "csv_mb": round(csv.stat().st_size / 1e6, 1), "repeats": repeats,
+            "bare_read_s": round(a["read_s"], 2), "bare_process_s": round(a["seconds"], 2),
+            "bare_peak_gb": round(a["peak_mb"] / 1024, 2), "bare_cpu_s": round(a["cpu_s"], 2),
+            "stages_s": round(b["seconds"], 2),
+            **{f"{name}_s": round(b[f"{name}_s"], 2) for name in INGEST_STAGES},
+            **{f"{name}_peak_gb": round(b[f"{name}_peak_mb"] / 1024, 2) for name in INGEST_STAGES},
+            "stages_peak_gb": round(b["peak_mb"] / 1024, 2), "stages_cpu_s": round(b["cpu_s"], 2),
+            "ratio": round(b["seconds"] / a["read_s"], 2),
+            "users": report["users"], "items": report["items"], "train": report["train"],
+            "log": b["log"], "all_bare_read_s": [round(r["read_s"], 2) for r in bare],
+            "all_stages_s": [round(r["seconds"], 2) for r in stages],
+            # Each (b) over the (a) just before it: on a shared machine, the load moves between runs.
+            "pair_ratios": [round(s["seconds"] / r["read_s"], 2) for r, s in zip(bare, stages)]}
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -129,10 +231,17 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=262_144, help="GMF epoch batch (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("docs/scale"), help="folder for scale.json and scale.png")
     p.add_argument("--reuse", action="store_true", help="keep release zips already in --work")
+    p.add_argument("--ingest", type=float, default=INGEST_ROWS,
+                   help="rows of the own-file CSV for the ingest measurement (default: %(default)d; 0: skip it)")
+    p.add_argument("--ingest-only", action="store_true", help="run the ingest measurement alone")
+    p.add_argument("--ingest-repeats", type=int, default=1, help="best of this many ingest runs (default: 1)")
     p.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.step:
         print(json.dumps(step(args.step, args.work, args.batch_size)))
+        return
+    if args.ingest_only:
+        ingest(args)
         return
 
     from ncf.synthetic import write_zip
@@ -159,6 +268,19 @@ def main(argv=None) -> None:
     (args.out / "scale.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     plot(rows, args.out / "scale.png")
     print(f"wrote {args.out / 'scale.json'} and {args.out / 'scale.png'}", file=sys.stderr)
+
+    if args.ingest:
+        ingest(args)
+
+
+def ingest(args) -> None:
+    result = measure_ingest(args.work, int(args.ingest), args.ingest_repeats, args.reuse)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"ingest {result['rows']:,} rows: bare read {result['bare_read_s']:.2f}s, peak "
+          f"{result['bare_peak_gb']:.2f} GB; download + split {result['stages_s']:.2f}s, peak "
+          f"{result['stages_peak_gb']:.2f} GB; ratio {result['ratio']:.2f}; wrote {args.out / 'ingest.json'}",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

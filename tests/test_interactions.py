@@ -17,7 +17,7 @@ import pytest
 
 from ncf.config import DataParams, FileParams
 from ncf.errors import DataError
-from ncf.interactions import Columns, file_format, read_interactions, read_items
+from ncf.interactions import Columns, canonical_interactions, file_format, read_interactions, read_items
 from ncf.sources import load
 from ncf.split import leave_one_out
 
@@ -113,6 +113,27 @@ BAD = {
     "NaN id": ("user,item,when\n1,2,3\n1,,5\n", "1 rows have an empty item id (first at line 3)"),
     "timestamp": ("user,item,when\n1,2,3\n1,4,yesterday\n", "timestamp 'yesterday' at line 3 does not parse"),
 }
+
+
+def user_ids(values):
+    table = pa.table({"u": pa.array(values, type=pa.string()), "i": pa.array(["1"] * len(values))})
+    return canonical_interactions(table, Columns(user="u", item="i", timestamp=""), "f.csv")["user_id"].tolist()
+
+
+@pytest.mark.parametrize("ids", [["1", "20", "0", "-5", "-0"], ["9223372036854775807", "3"]])
+def test_text_written_as_numbers_are_becomes_int64(ids):
+    assert user_ids(ids) == [int(i) for i in ids]
+
+
+@pytest.mark.parametrize("odd", ["0001", "-01", "00", "0x1f", "+2", " 3", "4 ", "1.0", "9223372036854775808", "u7"])
+def test_any_other_text_keeps_every_id_as_text(odd):
+    assert user_ids(["1", odd, "22"]) == ["1", odd, "22"]
+
+
+@pytest.mark.parametrize("blank", ["", "  ", None])
+def test_blank_or_missing_text_ids_are_refused_with_the_line(blank):
+    with pytest.raises(DataError, match=r"f.csv: 1 rows have an empty user id \(first at line 3\)"):
+        user_ids(["1", blank, "22"])
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks.scale import main as scale_main
+from ncf.interactions import Columns, read_interactions
 from ncf.movielens import load_release
-from ncf.synthetic import ML25M_ITEMS, ML25M_RATINGS, ML25M_USERS, write_zip
+from ncf.synthetic import ML20M_ITEMS, ML20M_RATINGS, ML20M_USERS, ML25M_ITEMS, ML25M_RATINGS, ML25M_USERS
+from ncf.synthetic import main as synthetic_main
+from ncf.synthetic import write_zip
 
 
 def test_synthetic_release_parses_like_ml25m_and_keeps_movielens_rules(tmp_path):
@@ -27,9 +31,25 @@ def test_synthetic_release_parses_like_ml25m_and_keeps_movielens_rules(tmp_path)
     assert ratings["item_id"].nunique() <= ML25M_ITEMS
 
 
+def test_synthetic_csv_is_an_own_file_shaped_like_ml20m(tmp_path, capsys):
+    path = tmp_path / "ratings.csv"
+    synthetic_main(["--shape", "ml-20m", "--interactions", "30000", "--csv", str(path)])
+    n = int(capsys.readouterr().err.split(": ")[1].split()[0].replace(",", ""))
+    assert abs(n - 30_000) <= 300
+    assert path.read_text().splitlines()[0] == "userId,movieId,rating,timestamp"  # as GroupLens writes it
+    columns = Columns(user="userId", item="movieId", timestamp="timestamp", rating="rating")
+    ratings = read_interactions(path, columns)  # the reader a team's own file goes through
+    assert len(ratings) == n and ratings["user_id"].dtype == ratings["item_id"].dtype == np.int64
+    assert ratings["user_id"].nunique() == round(30_000 * ML20M_USERS / ML20M_RATINGS)
+    assert ratings["item_id"].nunique() <= ML20M_ITEMS < ML25M_ITEMS
+    assert not ratings.duplicated(["user_id", "item_id"]).any()
+    assert ratings.groupby("user_id")["timestamp"].apply(lambda t: t.is_monotonic_increasing).all()
+    assert set(ratings["rating"]) <= {k / 2 for k in range(1, 11)}
+
+
 def test_scale_bench_measures_every_step_at_every_size(tmp_path):
     scale_main(["--sizes", "3000", "6000", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                "--batch-size", "4096"])
+                "--batch-size", "4096", "--ingest", "0"])
     report = json.loads((tmp_path / "out" / "scale.json").read_text())
     rows = {(round(row["interactions"], -3), row["step"]): row for row in report["rows"]}
     assert set(rows) == {(k, s) for k in (3000, 6000) for s in ("parse", "split", "gmf_epoch", "eval")}
@@ -40,3 +60,21 @@ def test_scale_bench_measures_every_step_at_every_size(tmp_path):
         if row["step"] == "gmf_epoch":
             assert np.isfinite(row["loss"]) and row["samples"] > 4 * row["interactions"] * 0.9
     assert (tmp_path / "out" / "scale.png").stat().st_size > 10_000
+
+
+def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_path):
+    scale_main(["--ingest-only", "--ingest", "20000", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
+    result = json.loads((tmp_path / "out" / "ingest.json").read_text())
+    assert abs(result["rows"] - 20_000) <= 200  # the bare read saw the whole file
+    assert result["users"] == round(20_000 * ML20M_USERS / ML20M_RATINGS)  # the split stage's data report
+    assert result["train"] == result["rows"] - 2 * result["users"]  # every user held out twice, no row dropped
+    assert any("download" in line and f"{result['rows']:,} interactions" in line for line in result["log"])
+    assert 0 < result["bare_read_s"] < result["stages_s"]
+    assert result["stages_s"] == pytest.approx(result["download_s"] + result["split_s"], abs=0.011)
+    a, b = result["bare_read_s"], result["stages_s"]  # both rounded to 0.01 s
+    assert (b - 0.005) / (a + 0.005) <= result["ratio"] <= (b + 0.005) / max(a - 0.005, 1e-9)
+    assert 0 < result["bare_peak_gb"] and 0 < result["download_peak_gb"] <= result["stages_peak_gb"]
+    assert 0 < result["bare_cpu_s"] and 0 < result["stages_cpu_s"] and len(result["pair_ratios"]) == 1
+    split = tmp_path / "work" / "ingest" / "data" / "split"
+    assert sorted(p.name for p in split.iterdir()) == [f"{n}.parquet" for n in ("items", "test", "train", "users",
+                                                                                 "valid")]

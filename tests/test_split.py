@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ncf.errors import DataError
 from ncf.split import DROP_REASONS, MIN_INTERACTIONS, Rules, leave_one_out, report
@@ -33,13 +35,13 @@ def to_original(split, part: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def reference_split(ratings: pd.DataFrame):
+def reference_split(ratings: pd.DataFrame, keep_latest: bool = True):
     """Independent reference: per user, dedupe (keep latest), order by (timestamp, file row)."""
     per_user: dict[int, dict[int, tuple[int, int]]] = {}
     for row, (u, i, t) in enumerate(zip(ratings["user_id"], ratings["item_id"], ratings["timestamp"])):
         key = (int(t), row)
         items = per_user.setdefault(int(u), {})
-        if int(i) not in items or key > items[int(i)]:
+        if int(i) not in items or (key > items[int(i)]) == keep_latest:
             items[int(i)] = key
     train, valid, test = set(), {}, {}
     for u, items in per_user.items():
@@ -63,6 +65,31 @@ def test_matches_reference_on_synthetic_release(ratings, movies):
     assert dict(zip(got_valid["user_id"], got_valid["item_id"])) == valid
     assert set(zip(got_train["user_id"], got_train["item_id"])) == train
     assert len(got_test) == len(test) and len(got_valid) == len(valid) and len(got_train) == len(train)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), id_step=st.sampled_from([1, 7, 10**12]), time_step=st.sampled_from([1, 2**61]),
+       keep_latest=st.booleans())
+def test_matches_reference_on_random_data_with_ties_repeats_and_sparse_ids(seed, id_step, time_step, keep_latest):
+    # Negative and sparse ids (a table or a hash for the codes), timestamps too far apart for one
+    # int64 sort key (the lexsort fallback), many ties and repeated pairs.
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    ratings = pd.DataFrame({"user_id": rng.integers(-2, 5, n), "item_id": rng.integers(-2, 8, n) * id_step,
+                            "timestamp": rng.integers(0, 4, n) * time_step})
+    train, valid, test = reference_split(ratings, keep_latest)
+    rules = Rules(repeats="latest" if keep_latest else "first")
+    if not test:
+        with pytest.raises(DataError, match="no user has 3 interactions"):
+            leave_one_out(ratings, rules=rules)
+        return
+    split = leave_one_out(ratings, rules=rules)
+    assert set(to_original(split, split.train)[["user_id", "item_id"]].itertuples(index=False)) == train
+    assert dict(to_original(split, split.valid)[["user_id", "item_id"]].itertuples(index=False)) == valid
+    assert dict(to_original(split, split.test)[["user_id", "item_id"]].itertuples(index=False)) == test
+    assert split.dropped["repeated"] == len(ratings) - len(ratings.drop_duplicates(["user_id", "item_id"]))
+    assert split.users["user_id"].tolist() == sorted(set(ratings["user_id"]))
+    assert split.items["item_id"].tolist() == sorted(set(ratings["item_id"]))
 
 
 def test_ids_are_contiguous_and_map_back(ratings, movies):

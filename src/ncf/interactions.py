@@ -114,24 +114,48 @@ def _where(i: int, fmt: str) -> str:
     return f"line {i + 2}" if fmt in _DELIMITERS else f"row {i + 1}"
 
 
-_INTEGER = r"^-?(0|[1-9][0-9]*)$"  # a whole number written as numbers are: no sign +, no leading zero
+def _numpy(values: pa.ChunkedArray) -> np.ndarray:
+    """A column as one numpy array: the reader's chunks joined first, ten times faster than
+    ChunkedArray.to_numpy on the ~500 chunks of a 20 M-row CSV."""
+    return values.combine_chunks().to_numpy(zero_copy_only=False)
+
+
+def _whole_numbers(values: pa.ChunkedArray) -> np.ndarray | None:
+    """int64 when every text id is a whole number written as numbers are (no sign +, no leading
+    zero, within int64), else None. A cast and a test of the first characters: a few times faster
+    than matching a pattern against every id, which dominated reading 20 M rows."""
+    try:
+        ints = pc.cast(values, pa.int64())
+    except pa.ArrowInvalid:  # not all whole numbers, or beyond int64: the ids stay text
+        return None
+    # The cast also reads "0001", "-01" and "0x1f": text with a leading zero stays text.
+    for prefix, length in (("0", 1), ("-0", 2)):
+        starts = pc.starts_with(values, prefix)
+        if pc.any(starts).as_py() and pc.any(pc.and_(starts, pc.greater(pc.binary_length(values), length))).as_py():
+            return None
+    return _numpy(ints)
 
 
 def _ids(values: pa.ChunkedArray, what: str, path, fmt: str) -> np.ndarray:
     """int64 when every id is a whole number (as numbers, or as text written like one), else text
     (so "0001" stays "0001"). Empty or missing ids are refused."""
-    nulls = values.is_null()
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        nulls = pc.fill_null(pc.or_kleene(nulls, pc.equal(pc.utf8_trim_whitespace(values), "")), True)
-    bad = np.flatnonzero(nulls.to_numpy(zero_copy_only=False))
-    if len(bad):
-        raise DataError(f"{path}: {len(bad):,} rows have an empty {what} (first at {_where(int(bad[0]), fmt)}); "
-                        "remove or fill those rows")
     kind = values.type
+    if pa.types.is_dictionary(kind):
+        values, kind = values.cast(pa.string()), pa.string()
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    ints = _whole_numbers(values) if text else None
+    if values.null_count or (text and ints is None):  # blank text cannot cast to whole numbers
+        nulls = values.is_null()
+        if text:
+            nulls = pc.fill_null(pc.or_kleene(nulls, pc.equal(pc.utf8_trim_whitespace(values), "")), True)
+        bad = np.flatnonzero(nulls.to_numpy(zero_copy_only=False))
+        if len(bad):
+            raise DataError(f"{path}: {len(bad):,} rows have an empty {what} (first at {_where(int(bad[0]), fmt)}); "
+                            "remove or fill those rows")
     if pa.types.is_integer(kind):
-        return values.to_numpy().astype(np.int64, copy=False)
+        return _numpy(values).astype(np.int64, copy=False)
     if pa.types.is_floating(kind):
-        arr = values.to_numpy()
+        arr = _numpy(values)
         if np.isnan(arr).any():
             i = int(np.flatnonzero(np.isnan(arr))[0])
             raise DataError(f"{path}: {what} is NaN at {_where(i, fmt)}; remove or fill those rows")
@@ -139,14 +163,8 @@ def _ids(values: pa.ChunkedArray, what: str, path, fmt: str) -> np.ndarray:
             return arr.astype(np.int64)
         raise DataError(f"{path}: {what} {arr[np.flatnonzero(arr % 1)[0]]!r} is a fraction; ids must be whole "
                         "numbers or text")
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
-        values = values.cast(pa.string())
-        if pc.all(pc.match_substring_regex(values, _INTEGER)).as_py():
-            try:
-                return pc.cast(values, pa.int64()).to_numpy()
-            except pa.ArrowInvalid:  # beyond int64: keep the text
-                pass
-        return values.to_numpy(zero_copy_only=False)
+    if text:
+        return ints if ints is not None else values.to_numpy(zero_copy_only=False)
     raise DataError(f"{path}: {what} has type {kind}; ids must be whole numbers or text")
 
 
@@ -159,9 +177,9 @@ def _timestamps(values: pa.ChunkedArray, path, fmt: str, param: str) -> np.ndarr
         raise DataError(f"{path}: {nulls:,} empty timestamps (first at {_where(i, fmt)}); fill them, or set "
                         f"{param}: \"\" to order each user's interactions by file row")
     if pa.types.is_integer(kind):
-        return values.to_numpy().astype(np.int64, copy=False)
+        return _numpy(values).astype(np.int64, copy=False)
     if pa.types.is_floating(kind):
-        arr = values.to_numpy()
+        arr = _numpy(values)
         if not np.isfinite(arr).all():
             i = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise DataError(f"{path}: timestamp {arr[i]!r} at {_where(i, fmt)} is not a time; give epoch "
@@ -169,7 +187,7 @@ def _timestamps(values: pa.ChunkedArray, path, fmt: str, param: str) -> np.ndarr
         return np.floor(arr).astype(np.int64)
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         return pc.cast(pc.cast(values, pa.timestamp("s", tz="UTC") if pa.types.is_timestamp(kind)
-                               else pa.timestamp("s")), pa.int64()).to_numpy()
+                               else pa.timestamp("s")), pa.int64()).combine_chunks().to_numpy()
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         text = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
         seconds = pd.to_numeric(text, errors="coerce")  # epoch seconds written among text
@@ -188,7 +206,7 @@ def _timestamps(values: pa.ChunkedArray, path, fmt: str, param: str) -> np.ndarr
 def _ratings(values: pa.ChunkedArray, path, fmt: str) -> np.ndarray:
     kind = values.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        arr = values.to_numpy(zero_copy_only=False).astype(np.float64)
+        arr = _numpy(values).astype(np.float64, copy=False)
     else:
         arr = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object),
                             errors="coerce").to_numpy(np.float64)
@@ -220,7 +238,7 @@ def canonical_interactions(table: pa.Table | pd.DataFrame, columns: Columns, pat
                                        path, fmt, f"{prefix}timestamp")
     if columns.rating:
         out["rating"] = _ratings(_column(table, columns.rating, path, f"{prefix}rating", fmt), path, fmt)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)  # the columns as they are: no copy into one block
 
 
 def read_interactions(path: str | Path, columns: Columns, fmt: str = "auto") -> pd.DataFrame:

@@ -61,8 +61,49 @@ class Split:
 
 def _codes(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(code of each row, sorted unique ids): codes follow the ids' ascending order."""
+    values = ids.to_numpy()
+    if values.dtype.kind in "iu" and len(values):
+        low = min(int(values.min()), 0)  # ids from 0 up index the table as they are
+        span = int(values.max()) - low + 1
+        if span <= 4 * len(values) + 1_000_000:  # integer ids in a compact range: a table, not a hash
+            offset = values - low if low else values
+            present = np.zeros(span, dtype=bool)
+            present[offset] = True
+            return (np.cumsum(present) - 1)[offset], np.flatnonzero(present) + low
     codes, uniques = pd.factorize(ids, sort=True)
     return codes.astype(np.int64), np.asarray(uniques)
+
+
+def _time_order(user: np.ndarray, timestamp: np.ndarray | None) -> np.ndarray:
+    """The rows sorted by (user, timestamp), stable: equal keys stay in file order (the tie rule)."""
+    if timestamp is None or not len(user):
+        return np.argsort(user, kind="stable")
+    low = timestamp.min()
+    span = int(timestamp.max()) - int(low) + 1
+    if (int(user.max()) + 1) * span < 2**63:  # one int64 key, one stable sort: faster than lexsort's two
+        return np.argsort(user * span + (timestamp - low), kind="stable")
+    return np.lexsort((timestamp, user))
+
+
+def _repeated(pair: np.ndarray, keep_latest: bool) -> np.ndarray:
+    """True for each row whose pair comes again later (keep_latest) or came before, rows in time order.
+    A stable sort of the pairs, then neighbours compared: much faster than hashing 20 M pairs."""
+    order = np.argsort(pair, kind="stable")  # equal pairs stay in time order
+    ordered = pair[order]
+    same = ordered[1:] == ordered[:-1]
+    repeated = np.zeros(len(pair), dtype=bool)
+    if same.any():
+        repeated[order[:-1] if keep_latest else order[1:]] = same
+    return repeated
+
+
+def _compact(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes renumbered 0, 1, ... over the codes left, in their order, as int32; the codes left)."""
+    present = np.bincount(codes, minlength=size) > 0
+    left = np.flatnonzero(present)
+    if len(left) == size:
+        return codes.astype(np.int32), left
+    return (np.cumsum(present) - 1).astype(np.int32)[codes], left
 
 
 def leave_one_out(interactions: pd.DataFrame, items: pd.DataFrame | None = None, rules: Rules = Rules(),
@@ -81,19 +122,19 @@ def leave_one_out(interactions: pd.DataFrame, items: pd.DataFrame | None = None,
     user_code, user_ids = _codes(interactions["user_id"])
     item_code, item_ids = _codes(interactions["item_id"])
     has_time = "timestamp" in interactions
+    timestamp = interactions["timestamp"].to_numpy() if has_time else None
     idx = np.flatnonzero(keep)  # source rows, in file order
-    user, item = user_code[idx], item_code[idx]
-    # Stable: among equal (user, timestamp) keys, rows stay in file order (the tie rule).
-    if has_time:
-        order = np.lexsort((interactions["timestamp"].to_numpy()[idx], user))
+    if len(idx) == rows:  # every row kept: sort the columns as they are, without copies
+        idx = _time_order(user_code, timestamp)
     else:
-        order = np.argsort(user, kind="stable")
-    idx, user, item = idx[order], user[order], item[order]
+        idx = idx[_time_order(user_code[idx], timestamp[idx] if has_time else None)]
+    user, item = user_code[idx], item_code[idx]
+    del user_code, item_code
 
-    pair = user * len(item_ids) + item
-    repeated = pd.Series(pair).duplicated(keep="last" if rules.repeats == "latest" else "first").to_numpy()
+    repeated = _repeated(user * len(item_ids) + item, keep_latest=rules.repeats == "latest")
     dropped["repeated"] = int(repeated.sum())
-    idx, user, item = idx[~repeated], user[~repeated], item[~repeated]
+    if dropped["repeated"]:
+        idx, user, item = idx[~repeated], user[~repeated], item[~repeated]
 
     if rules.min_item_interactions > 1:
         rare = np.bincount(item, minlength=len(item_ids))[item] < rules.min_item_interactions
@@ -101,32 +142,31 @@ def leave_one_out(interactions: pd.DataFrame, items: pd.DataFrame | None = None,
         idx, user, item = idx[~rare], user[~rare], item[~rare]
 
     size = np.bincount(user, minlength=len(user_ids))
-    short = size[user] < MIN_INTERACTIONS
-    if rules.short_users == "drop":
+    if rules.short_users == "drop" and (size[size > 0] < MIN_INTERACTIONS).any():
+        short = size[user] < MIN_INTERACTIONS
         dropped["short_user"] = int(short.sum())
-        idx, user, item, short = idx[~short], user[~short], item[~short], short[~short]
-    if short.all():
+        idx, user, item = idx[~short], user[~short], item[~short]
+    if not (size >= MIN_INTERACTIONS).any():
         raise DataError(f"{name}: no user has {MIN_INTERACTIONS} interactions after the split's rules, so no "
                         f"user can be held out ({len(idx):,} of {rows:,} rows kept); give more data, or relax "
                         "split.positives / split.min_item_interactions")
 
     # Contiguous ids over what is left, in the order of the ids as in the data.
-    user_left = np.flatnonzero(np.bincount(user, minlength=len(user_ids)))
-    item_left = np.flatnonzero(np.bincount(item, minlength=len(item_ids)))
-    user = np.searchsorted(user_left, user).astype(np.int32)
-    item = np.searchsorted(item_left, item).astype(np.int32)
+    user, user_left = _compact(user, len(user_ids))
+    item, item_left = _compact(item, len(item_ids))
 
-    # Rows are grouped by user, latest last: position from each user's end.
-    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
-    ends = np.r_[starts[1:], len(user)]
-    from_end = np.repeat(ends, ends - starts) - 1 - np.arange(len(user))
-    held = ~short
-    test, valid = held & (from_end == 0), held & (from_end == 1)
-    train = ~(test | valid)
+    # Rows are grouped by user, latest last: a held-out user's last row is the test item, the one
+    # before it the validation item (users too short to hold out keep every row for training).
+    ends = np.r_[np.flatnonzero(user[1:] != user[:-1]) + 1, len(user)]
+    test = ends[np.diff(ends, prepend=0) >= MIN_INTERACTIONS] - 1
+    valid = test - 1
+    train = np.ones(len(user), dtype=bool)
+    train[test] = train[valid] = False
 
-    train_frame = pd.DataFrame({"user": user[train], "item": item[train]})
+    train_columns = {"user": user[train], "item": item[train]}
     if has_time:
-        train_frame["timestamp"] = interactions["timestamp"].to_numpy()[idx[train]]
+        train_columns["timestamp"] = timestamp[idx[train]]
+    train_frame = pd.DataFrame(train_columns, copy=False)
     users = pd.DataFrame({"user": np.arange(len(user_left), dtype=np.int32), "user_id": user_ids[user_left]})
     item_frame = pd.DataFrame({"item": np.arange(len(item_left), dtype=np.int32), "item_id": item_ids[item_left]})
     catalog = item_frame if items is None else item_frame.merge(items, on="item_id", how="left")

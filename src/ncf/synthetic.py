@@ -7,6 +7,11 @@ out like GroupLens's ml-25m (`ml-25m/ratings.csv` with `userId,movieId,rating,ti
 the number of movies. Every user has at least 20 ratings, as in MovieLens; movie popularity
 follows a power law; each user's timestamps increase; no (user, movie) pair repeats.
 Use it with `data.local_zip`, `data.sources: [local]` and `data.verify: false`.
+
+`python -m ncf.synthetic --shape ml-20m --interactions 20000263 --csv interactions.csv` writes
+the ratings alone as a plain CSV (`userId,movieId,rating,timestamp`), as a team's own file
+(`data.dataset: file`) would be; `--shape ml-20m` shapes it like MovieLens-20M (138,493 users
+and the 26,744 rated movies for 20,000,263 ratings).
 """
 
 from __future__ import annotations
@@ -23,20 +28,28 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 ML25M_USERS, ML25M_ITEMS, ML25M_RATINGS = 162_541, 59_047, 25_000_095
+ML20M_USERS, ML20M_ITEMS, ML20M_RATINGS = 138_493, 26_744, 20_000_263  # movies with a rating (27,278 listed)
+SHAPES = {"ml-25m": (ML25M_USERS, ML25M_ITEMS, ML25M_RATINGS), "ml-20m": (ML20M_USERS, ML20M_ITEMS, ML20M_RATINGS)}
 GENRES = ("Action", "Adventure", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller")
 
 
-def ratings_frame(interactions: int, num_items: int = ML25M_ITEMS, seed: int = 0) -> pd.DataFrame:
-    """About `interactions` unique (user, movie) ratings (within 1 %), users scaled like ml-25m."""
-    frame = _ratings(interactions, interactions, num_items, seed)
-    if len(frame) < 0.99 * interactions:  # repeats were dropped: draw more, same users
-        frame = _ratings(interactions, round(interactions * interactions / len(frame)), num_items, seed)
+def ratings_frame(interactions: int, num_items: int | None = None, seed: int = 0,
+                  shape: str = "ml-25m") -> pd.DataFrame:
+    """About `interactions` unique (user, movie) ratings (within 1 %), users and movies like `shape`."""
+    users, movies, ratings = SHAPES[shape]
+    num_items = num_items or movies
+    num_users = max(1, round(interactions * users / ratings))
+    frame, draws = None, interactions
+    for _ in range(4):  # repeats were dropped: draw more, same users
+        frame = _ratings(num_users, draws, num_items, seed)
+        if len(frame) >= 0.99 * interactions:
+            break
+        draws = round(draws * interactions / len(frame))
     return frame
 
 
-def _ratings(interactions: int, draws: int, num_items: int, seed: int) -> pd.DataFrame:
+def _ratings(num_users: int, draws: int, num_items: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    num_users = max(1, round(interactions * ML25M_USERS / ML25M_RATINGS))
     extra = rng.lognormal(mean=0.0, sigma=1.2, size=num_users)
     counts = 20 + np.floor(extra / extra.sum() * max(0, draws - 20 * num_users)).astype(np.int64)
     counts = np.minimum(counts, num_items // 2)
@@ -74,16 +87,18 @@ def movies_frame(movie_ids: np.ndarray, seed: int = 0) -> pd.DataFrame:
                          "genres": genres})
 
 
-def _csv(frame: pd.DataFrame) -> bytes:
-    sink = io.BytesIO()
-    options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
-    pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), sink, options)
-    return sink.getvalue()
+def _csv(frame: pd.DataFrame, sink=None) -> bytes | None:
+    """The frame as CSV with GroupLens's plain header line: bytes, or written to `sink` (a file)."""
+    out = io.BytesIO() if sink is None else sink
+    out.write((",".join(frame.columns) + "\n").encode())
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+    pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), out, options)
+    return out.getvalue() if sink is None else None
 
 
-def write_zip(path: Path, interactions: int, folder: str = "ml-25m", seed: int = 0) -> int:
+def write_zip(path: Path, interactions: int, folder: str = "ml-25m", seed: int = 0, shape: str = "ml-25m") -> int:
     """Write the release zip; return the number of ratings in it."""
-    ratings = ratings_frame(interactions, seed=seed)
+    ratings = ratings_frame(interactions, seed=seed, shape=shape)
     movies = movies_frame(np.unique(ratings["movieId"].to_numpy()), seed=seed)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -94,15 +109,33 @@ def write_zip(path: Path, interactions: int, folder: str = "ml-25m", seed: int =
     return len(ratings)
 
 
+def write_csv(path: Path, interactions: int, seed: int = 0, shape: str = "ml-25m") -> int:
+    """Write the ratings alone as `userId,movieId,rating,timestamp` CSV; return how many rows."""
+    ratings = ratings_frame(interactions, seed=seed, shape=shape)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as sink:
+        _csv(ratings, sink)
+    tmp.replace(path)
+    return len(ratings)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--interactions", type=float, default=ML25M_RATINGS,
-                   help="about how many ratings (default: ml-25m's %(default)d)")
-    p.add_argument("--out", type=Path, required=True, help="zip file to write")
+    p.add_argument("--shape", choices=sorted(SHAPES), default="ml-25m",
+                   help="users and movies per rating like this release (default: %(default)s)")
+    p.add_argument("--interactions", type=float, help="about how many ratings (default: the shape's)")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", type=Path, help="release zip to write")
+    out.add_argument("--csv", type=Path, help="plain CSV of the ratings to write (userId,movieId,rating,timestamp)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    n = write_zip(args.out, int(args.interactions), seed=args.seed)
-    print(f"wrote {args.out}: {n:,} ratings", file=sys.stderr)
+    n = int(args.interactions or SHAPES[args.shape][2])
+    if args.csv:
+        n = write_csv(args.csv, n, seed=args.seed, shape=args.shape)
+    else:
+        n = write_zip(args.out, n, seed=args.seed, shape=args.shape)
+    print(f"wrote {args.csv or args.out}: {n:,} ratings", file=sys.stderr)
 
 
 if __name__ == "__main__":
