@@ -34,3 +34,15 @@ def test_readme_results_are_the_generated_seeds_report():
     assert len(rows) >= 8, "the README's results block lost its table"
     for row in rows:
         assert row in report, f"README row not in docs/studies/seeds/experiments.md: {row}"
+
+
+def test_remotes_md_lists_every_key_of_a_checkpoint(tmp_path):
+    from ncf.models import GMF, save_checkpoint
+
+    import torch
+
+    save_checkpoint(GMF(3, 4, 2), tmp_path / "gmf.pt", kind="gmf", params={}, info={})
+    keys = torch.load(tmp_path / "gmf.pt", weights_only=True).keys()
+    text = (ROOT / "docs/remotes.md").read_text(encoding="utf-8")
+    sentence = text.split("A checkpoint is a dict")[1].split("`load_checkpoint`")[0]
+    assert set(keys) == set(re.findall(r"`(\w+)`", sentence)), sentence
