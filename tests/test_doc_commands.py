@@ -2,7 +2,8 @@
 says why not.
 
 A command is one line of a ```bash block (continued lines joined), without its trailing
-comment. Each one must be either
+comment, or a `$ ` line of another fenced block (a command shown with what it prints). Each
+one must be either
 
 - a key of RUN_BY, whose value names the test that runs it (`tests/FILE.py::test_name`; the test
   must exist), or
@@ -69,6 +70,10 @@ RUN_BY: dict[str, str] = {
     # docs/troubleshooting.md
     "git checkout HEAD -- params.yaml dvc.lock metrics plots && dvc checkout":
         PIPELINE + "test_an_interrupted_dvc_repro_then_the_printed_command_brings_back_every_output",
+    # docs/ncf-command.md (`$ ` lines, with their output)
+    "ncf compare gmf neumf": "tests/test_cli.py::test_compare_two_models_of_one_run",
+    "ncf recommend --user 196 -k 5 --history 3":
+        "tests/test_cli.py::test_recommend_lists_unseen_titles_best_first_with_history",
     # docs/speed.md: the pattern, with two runs a side
     "ncf compare old/seed0/ranks.parquet,old/seed1/ranks.parquet,... new/seed0/ranks.parquet,"
     "new/seed1/ranks.parquet,...": "tests/test_cli.py::test_compare_pools_seeds_given_as_ranks_files",
@@ -92,9 +97,12 @@ class Command:
 def shown_commands(page: Path) -> list[Command]:
     """The commands of the page's ```bash blocks."""
     commands, block, block_reason, pending, start, previous = [], False, None, "", 0, ""
+    in_fence = False  # inside a fenced block other than ```bash
     for number, raw in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
         if line.startswith("```"):
+            if not block:
+                in_fence = not in_fence and line != "```bash"
             if not block and line == "```bash":
                 marker = NOT_RUN.search(previous) if previous.startswith("<!--") else None
                 block, block_reason = True, marker.group(1) if marker else None
@@ -106,6 +114,8 @@ def shown_commands(page: Path) -> list[Command]:
         if line:
             previous = line
         if not block:
+            if in_fence and line.startswith("$ "):
+                commands.append(Command(page, number, " ".join(line[2:].split()), None))
             continue
         if pending:
             line = f"{pending} {line}"
@@ -264,8 +274,13 @@ def test_bad_params_show_validates_line_then_dvcs_and_exit_code_255(scratch):
 
 @pytest.mark.slow
 def test_the_readme_experiment_loop(scratch):
-    shell("dvc repro && git add -A && git commit -qm 'baseline run'", scratch)
     readme = "README.md"
+    repro = output(shell("dvc repro && git add -A && git commit -qm 'baseline run'", scratch))
+    # The README's quick start shows the last lines `make repro` prints (`...` for the numbers).
+    shown = (ROOT / readme).read_text(encoding="utf-8").split("near the end come")[1].split("```")[1]
+    for line in filter(None, shown.strip().splitlines()):
+        pattern = ".*".join(map(re.escape, line.replace("(943 users)", "(40 users)").split("...")))
+        assert re.search(pattern, repro), (line, repro[-2000:])
     ran = stages_ran(output(shell(page_command(readme, "dvc exp run -n neg16"), scratch)))
     # The README: "reruns training, evaluate, plot; not download, split, baselines"
     assert {"pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "plot"} <= ran
@@ -275,6 +290,10 @@ def test_the_readme_experiment_loop(scratch):
     assert "neg16" in output(shell(page_command(readme, "dvc exp show"), scratch))
     compared = output(shell(page_command(readme, "ncf compare HEAD neg16"), scratch))
     assert "A = HEAD, B = neg16: 40 test users, paired" in compared
+    # ncf-command.md shows what it prints: the same table header.
+    shown = (ROOT / "docs/ncf-command.md").read_text(encoding="utf-8")
+    header = next(line for line in shown.splitlines() if line.startswith("metric "))
+    assert header in compared.splitlines(), (header, compared)
     # "back to params already run: restored from DVC's run cache"
     back = output(shell(page_command(readme, "dvc exp run -S num_negatives=8"), scratch))
     assert stages_ran(back) == set() and "is cached - skipping run" in back
