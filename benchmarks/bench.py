@@ -335,7 +335,7 @@ def _copy(tmp: Path, name: str) -> Path:
     """A git copy of this checkout with the downloaded data in its own, empty DVC cache."""
     repo = tmp / name
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for path in files + ["data/raw/ratings.parquet", "data/raw/movies.parquet"]:
+    for path in files + ["data/raw/interactions.parquet", "data/raw/items.parquet"]:
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / path, repo / path)
     for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@ncf.invalid",

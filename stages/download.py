@@ -1,32 +1,30 @@
-"""download: fetch the MovieLens release named by data.dataset and write canonical parquet.
+"""download: the interactions, from a MovieLens release or your own file, as canonical parquet.
 
-Sources are tried in the order of data.sources (grouplens, local zip, the RecBole wheel on the
-package index); each is checksum-verified and checked against the release's published sizes.
+data.dataset names a MovieLens release (sources tried in the order of data.sources: grouplens,
+a local zip, the RecBole wheel on the package index; each checksum-verified and checked against
+the release's published sizes), or `file`: your own interactions file under input/ (data.file),
+tracked with `dvc add`. Both end in the same canonical tables (src/ncf/interactions.py).
 """
 
 import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
 
 from ncf.config import load_params
 from ncf.io import write_parquet
-from ncf.movielens import load_release
+from ncf.sources import load
 from ncf.stage import log, parser, run
 
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--ratings", required=True, help="output: canonical ratings parquet")
-    p.add_argument("--movies", required=True, help="output: canonical movies parquet")
+    p.add_argument("--interactions", required=True, help="output: canonical interactions parquet")
+    p.add_argument("--items", required=True, help="output: canonical items parquet (ids, titles, ...)")
     args = p.parse_args()
     params = load_params(args.params)
-    d = params.data
-    ratings, movies, source = load_release(
-        d.dataset, d.sources, local_zip=d.local_zip, verify=d.verify, timeout_s=d.timeout_s,
-        log=lambda msg: log("download", msg),
-    )
-    write_parquet(ratings, args.ratings)
-    write_parquet(movies, args.movies)
-    log("download", f"{d.dataset} from {source}: {len(ratings):,} ratings, "
-        f"{ratings['user_id'].nunique():,} users, {len(movies):,} movies")
+    interactions, items, source = load(params.data, log=lambda msg: log("download", msg))
+    write_parquet(interactions, args.interactions)
+    write_parquet(items, args.items)
+    log("download", f"{source}: {len(interactions):,} interactions, {interactions['user_id'].nunique():,} users, "
+        f"{interactions['item_id'].nunique():,} items ({len(items):,} named)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""split: implicit feedback, contiguous ids, leave-one-out by time (latest = test, second = valid).
+"""split: positives, contiguous ids, leave-one-out by time (latest = test, second = valid).
 
-Ties in timestamp keep the source file's row order (a stable sort); see src/ncf/split.py.
+The rules (params `split:`) and the tie rule (equal timestamps keep the source file's row order)
+are in src/ncf/split.py; every row a rule drops is counted in the data report.
 """
 
 import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
@@ -10,27 +11,35 @@ from pathlib import Path
 import pandas as pd
 
 from ncf.config import load_params
-from ncf.io import write_parquet
-from ncf.split import leave_one_out
+from ncf.io import write_json, write_parquet
+from ncf.split import Rules, leave_one_out, report
 from ncf.stage import log, parser, run
 
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--ratings", required=True, help="input: canonical ratings parquet")
-    p.add_argument("--movies", required=True, help="input: canonical movies parquet")
+    p.add_argument("--interactions", required=True, type=Path, help="input: canonical interactions parquet")
+    p.add_argument("--items", required=True, type=Path, help="input: canonical items parquet")
     p.add_argument("--out", required=True, type=Path, help="output folder for the split's parquet files")
     p.add_argument("--catalog", required=True, type=Path,
-                   help="output: movies with contiguous ids, titles, years and genres (not read by training)")
+                   help="output: items with contiguous ids, titles and the items file's columns (not read by training)")
+    p.add_argument("--report", required=True, type=Path, help="output: the data report (metrics JSON)")
     args = p.parse_args()
-    load_params(args.params)  # validate before any work
-    split = leave_one_out(pd.read_parquet(args.ratings), pd.read_parquet(args.movies))
+    params = load_params(args.params)
+    s = params.split
+    rules = Rules(positives=s.positives, min_rating=s.min_rating, repeats=s.repeats, short_users=s.short_users,
+                  min_item_interactions=s.min_item_interactions)
+    source = params.data.file.interactions if params.data.dataset == "file" else params.data.dataset
+    split = leave_one_out(pd.read_parquet(args.interactions), pd.read_parquet(args.items), rules, name=source)
     for name in ("train", "valid", "test", "users", "items"):
         write_parquet(getattr(split, name), args.out / f"{name}.parquet")
-    write_parquet(split.movies, args.catalog)
-    log("split", f"{len(split.users):,} users, {len(split.items):,} items: {len(split.train):,} train, "
-        f"{len(split.valid):,} valid, {len(split.test):,} test rows "
-        f"({split.dropped_duplicates} repeated pairs dropped, {split.train_only_users} users too short to hold out)")
+    write_parquet(split.catalog, args.catalog)
+    summary = report(split)
+    write_json(summary, args.report)
+    dropped = ", ".join(f"{n} {reason}" for reason, n in summary["dropped"].items() if n) or "none"
+    log("split", f"{summary['users']:,} users, {summary['items']:,} items: {summary['train']:,} train, "
+        f"{summary['valid']:,} valid, {summary['test']:,} test rows; rows dropped: {dropped}; "
+        f"{summary['users_train_only']:,} users too short to hold out, kept for training")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
 
 from pathlib import Path
 
-from ncf.config import check_complete, check_runnable, load_params
+from ncf.config import check_complete, check_data, check_runnable, load_params
 from ncf.errors import ParamsError
 from ncf.io import write_bytes
 from ncf.movielens import RELEASES
@@ -27,8 +27,14 @@ def main():
     release = RELEASES.get(params.data.dataset)
     known = params.data.verify and release is not None and release.sizes is not None  # not for test data
     check_runnable(params, num_items=release.sizes.items if known else None)
+    check_data(params)
     data = params.data
-    if data.sources == ("local",) and not Path(data.local_zip).is_file():
+    if data.dataset == "file":
+        from ncf.interactions import file_format
+
+        for path in filter(None, (data.file.interactions, data.file.items)):
+            file_format(path, data.file.format)  # a name it cannot read is refused here, not after removal
+    elif data.sources == ("local",) and not Path(data.local_zip).is_file():
         zip_path = Path(data.local_zip)
         what = "is empty" if not data.local_zip else ("is a folder" if zip_path.is_dir() else "does not exist")
         raise ParamsError(f"data.local_zip {what}, and data.sources is [local] only: give the path of the "

@@ -139,3 +139,38 @@ def test_mismatched_processes_and_uneven_batches_are_refused(monkeypatch, proces
 def test_nccl_on_cpu_is_refused():
     with pytest.raises(ParamsError, match="nccl needs CUDA GPUs; use gloo"):
         backend_for("nccl", torch.device("cpu"))
+
+
+def _node(folder: Path, split: Path, port: int, runs_dvc: bool) -> subprocess.Popen:
+    """One 'machine' of two: its own checkout folder, one process, torchrun's c10d rendezvous (as
+    docs/distributed.md's recipe). The node that runs DVC has DVC_STAGE in its environment."""
+    folder.mkdir()
+    (folder / "params.yaml").write_text(
+        "num_negatives: 2\ntrain:\n  batch_size: 256\n  max_epochs: 2\n  patience: 2\n  processes: 2\n"
+        "  backend: gloo\ngmf:\n  dim: 8\ndevice: cpu\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "DVC_STAGE")}
+    if runs_dvc:
+        env["DVC_STAGE"] = "pretrain_gmf"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=ncf-test",
+           str(ROOT / "stages" / "pretrain_gmf.py"), "--split", str(split), "--out", "gmf.pt",
+           "--select", "select.pt", "--curve", "curve.tsv", "--metrics", "gmf.json"]
+    return subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dvc_node", ["first", "second"])
+def test_with_two_nodes_the_node_that_runs_dvc_writes_the_outputs_whatever_its_rank(tmp_path, clustered_split,
+                                                                                     dvc_node):
+    # With c10d, torchrun numbers the processes by host and process id, not by --node-rank: the
+    # node that runs DVC is rank 0 only by luck. Started in the same order, with DVC on the first
+    # node and then on the second, one of the two cases has DVC's node at rank 1.
+    clustered_split(tmp_path / "split", users=USERS, items=ITEMS, liked=12)
+    port = _free_port()
+    first = _node(tmp_path / "first", tmp_path / "split", port, runs_dvc=dvc_node == "first")
+    second = _node(tmp_path / "second", tmp_path / "split", port, runs_dvc=dvc_node == "second")
+    outs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
+    for name in ("first", "second"):
+        written = sorted(p.name for p in (tmp_path / name).iterdir() if p.name != "params.yaml")
+        assert written == (["curve.tsv", "gmf.json", "gmf.pt", "select.pt"] if name == dvc_node else []), name

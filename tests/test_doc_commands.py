@@ -58,6 +58,17 @@ RUN_BY: dict[str, str] = {
     # docs/tuning.md
     "dvc exp run --queue pretrain_gmf -S train.refit=false -S 'gmf.lr=0.01,0.015,0.03'":
         E2E + "test_a_gmf_only_queue_is_reported_as_not_evaluated",
+    # docs/data.md: the own-data workflow, run from the page's block by tests/test_own_data_e2e.py
+    **{command: "tests/test_own_data_e2e.py::"
+       "test_a_new_version_of_the_file_reruns_from_the_data_and_checkout_brings_back_the_old" for command in (
+        "dvc add input/interactions.csv input/items.csv",
+        'git add input params.yaml && git commit -m "Our purchases, first week"',
+        "dvc repro",
+        'git add -A && git commit -m "Results on the first week"',
+        "cat next-week.csv >> input/interactions.csv",
+        "dvc add input/interactions.csv",
+        'git add -A && git commit -m "Second week"',
+        "git checkout HEAD~1 -- . && dvc checkout")},
     # docs/remotes.md
     "dvc push": PIPELINE + "test_push_and_pull_give_back_every_artefact",
     "dvc pull": PIPELINE + "test_push_and_pull_give_back_every_artefact",
@@ -220,8 +231,10 @@ def scratch(tmp_path_factory) -> Path:
     import shutil
 
     repo = tmp_path_factory.mktemp("doc-commands")
-    for name in PROJECT_FILES:
+    for name in dict.fromkeys([*PROJECT_FILES, "input"]):  # input/: the download stage's dependency
         src = ROOT / name
+        if not src.exists():
+            continue
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:

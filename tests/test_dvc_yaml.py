@@ -177,3 +177,10 @@ def test_the_final_model_is_a_dvc_artifact():
     artifact = PIPELINE["artifacts"]["neumf"]
     assert artifact["path"] == "models/neumf.pt" and artifact["type"] == "model" and artifact["desc"]
     assert "models/neumf.pt" in _paths(STAGES["train_neumf"]["outs"])
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_stage_commands_call_python3_which_stock_debian_and_ubuntu_have(name):
+    # `python` alone is missing there, so `.venv/bin/dvc repro` without activating the environment
+    # failed with `python: not found`; stages/_bootstrap.py then switches to the project's .venv.
+    assert STAGES[name]["cmd"].startswith(f"python3 stages/{name}.py "), STAGES[name]["cmd"]

@@ -40,7 +40,7 @@ NAME = "ml-synth"
 def expect_movies(got: pd.DataFrame, want: pd.DataFrame) -> None:
     """Canonical movies compared value by value (the year as a number, NaN/NA when unknown)."""
     assert list(got.columns) == ["item_id", "title", "year", "genres"]
-    assert got["item_id"].dtype == np.int32
+    assert got["item_id"].dtype == np.int64
     assert got["item_id"].tolist() == want["item_id"].tolist()
     assert got["title"].tolist() == want["title"].tolist()
     assert got["genres"].tolist() == want["genres"].tolist()
@@ -50,7 +50,16 @@ def expect_movies(got: pd.DataFrame, want: pd.DataFrame) -> None:
 
 
 def expect_ratings(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """What a parser returns: want's columns and types."""
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_exact=True)
+
+
+def expect_interactions(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """What load_release returns: the canonical interactions (ncf.interactions) of want's ratings."""
+    assert list(got.columns) == ["user_id", "item_id", "timestamp", "rating"]
+    assert [got[c].dtype for c in got.columns] == [np.int64, np.int64, np.int64, np.float64]
+    for col in got.columns:
+        np.testing.assert_array_equal(got[col].to_numpy(), want[col].to_numpy())
 
 
 @pytest.fixture(autouse=True)
@@ -189,7 +198,7 @@ def test_grouplens_with_right_checksum(http_server, zip_on_server, synthetic, re
                                            timeout_s=5, log=log)
     assert source == "grouplens"
     assert http_server.requests == ["/ml-synth.zip"]
-    expect_ratings(ratings, synthetic.ratings())
+    expect_interactions(ratings, synthetic.ratings())
     expect_movies(movies, synthetic.movies_frame())
     assert log == []
 
@@ -218,7 +227,7 @@ def test_unreachable_url_falls_through_to_local(synthetic, register, local_zip):
     ratings, movies, source = load_release(NAME, ("grouplens", "local"), local_zip=str(local_zip),
                                            verify=True, timeout_s=5, log=log)
     assert source == "local"
-    expect_ratings(ratings, synthetic.ratings())
+    expect_interactions(ratings, synthetic.ratings())
     assert len(log) == 1 and log[0].startswith("grouplens: cannot fetch")
 
 
@@ -290,7 +299,7 @@ def test_size_check(synthetic, register, local_zip, field):
     ratings, movies, source = load_release(NAME, ("local",), local_zip=str(local_zip), verify=False,
                                            log=Log())
     assert source == "local"
-    expect_ratings(ratings, synthetic.ratings())
+    expect_interactions(ratings, synthetic.ratings())
 
 
 def test_every_source_failing_lists_them_all(synthetic, register, tmp_path):
@@ -346,7 +355,7 @@ def test_pypi_with_right_sha256(fake_pip, synthetic, register):
     register(make_release(synthetic, "http://127.0.0.1:1/x.zip", wheel=wheel_source(synthetic)))
     ratings, movies, source = load_release(NAME, ("pypi",), verify=True, log=Log())
     assert source == "pypi"
-    expect_ratings(ratings, synthetic.ratings())
+    expect_interactions(ratings, synthetic.ratings())
     expect_movies(movies, synthetic.movies_frame())
     (cmd,) = fake_pip
     assert cmd[1:4] == ["-m", "pip", "download"] and "recbole==1.2.1" in cmd

@@ -39,7 +39,7 @@ def release_zip(synthetic, name: str) -> bytes:
 
 
 def test_every_configurable_dataset_has_a_release():
-    assert set(DATASETS) == set(RELEASES)
+    assert set(DATASETS) == set(RELEASES) | {"file"}  # file: a team's own (ncf.interactions)
     for name, release in RELEASES.items():
         assert release.url.endswith(f"/{name}.zip")
 
@@ -91,3 +91,15 @@ def test_latest_small_uses_grouplens_published_md5(synthetic, monkeypatch, http_
     with pytest.raises(DataError, match="expected 0{32}"):
         load_release("ml-latest-small", ("grouplens",), verify=True, log=lambda _: None)
     assert ml.RELEASES["ml-latest-small"].md5 is None
+
+
+def test_latest_small_from_a_local_zip_asks_for_verify_false_and_not_for_the_zip_again(synthetic, tmp_path):
+    path = tmp_path / "ml-latest-small.zip"
+    path.write_bytes(release_zip(synthetic, "ml-latest-small"))
+    with pytest.raises(DataError) as info:
+        load_release("ml-latest-small", ("local",), local_zip=str(path), verify=True, log=lambda _: None)
+    msg = str(info.value)
+    assert "set data.verify: false" in msg and "set data.local_zip" not in msg, msg
+    ratings, _, source = load_release("ml-latest-small", ("local",), local_zip=str(path), verify=False,
+                                      log=lambda _: None)
+    assert source == "local" and len(ratings) == synthetic.num_ratings

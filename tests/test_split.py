@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ncf.split import MIN_INTERACTIONS, leave_one_out
+from ncf.errors import DataError
+from ncf.split import DROP_REASONS, MIN_INTERACTIONS, Rules, leave_one_out, report
 
 
 def frame(rows, columns=("user_id", "item_id", "rating", "timestamp")) -> pd.DataFrame:
@@ -86,25 +87,37 @@ def test_ids_are_contiguous_and_map_back(ratings, movies):
 
 def test_items_carry_movie_metadata(ratings, movies):
     split = leave_one_out(ratings, movies)
-    merged = split.movies.merge(movies, on="item_id", suffixes=("", "_src"))
-    assert len(merged) == len(split.movies)
+    merged = split.catalog.merge(movies, on="item_id", suffixes=("", "_src"))
+    assert len(merged) == len(split.catalog)
     assert (merged["title"] == merged["title_src"]).all()
-    assert list(split.movies.columns[:2]) == ["item", "item_id"]
-    assert {"title", "year", "genres"} <= set(split.movies.columns)
+    assert list(split.catalog.columns[:2]) == ["item", "item_id"]
+    assert {"title", "year", "genres"} <= set(split.catalog.columns)
     # Training depends on the ids table only, so titles from another source change nothing there.
     assert list(split.items.columns) == ["item", "item_id"]
 
 
-def test_train_keeps_rating_and_timestamp(ratings, movies):
+def test_train_keeps_the_timestamp_not_the_rating(ratings, movies):
+    # Implicit feedback: once the positives are chosen the rating plays no part, and a source
+    # without ratings gives the same split files as one with them.
     split = leave_one_out(ratings, movies)
-    assert list(split.train.columns) == ["user", "item", "rating", "timestamp"]
+    assert list(split.train.columns) == ["user", "item", "timestamp"]
     assert list(split.valid.columns) == ["user", "item"]
     assert list(split.test.columns) == ["user", "item"]
     back = to_original(split, split.train)
     source = ratings.set_index(["user_id", "item_id"])
-    for u, i, r, t in zip(back["user_id"], back["item_id"], back["rating"], back["timestamp"]):
-        assert source.loc[(u, i), "rating"] == r
+    for u, i, t in zip(back["user_id"], back["item_id"], back["timestamp"]):
         assert source.loc[(u, i), "timestamp"] == t
+    without = leave_one_out(ratings.drop(columns="rating"), movies)
+    for name in ("train", "valid", "test", "users", "items"):
+        pd.testing.assert_frame_equal(getattr(without, name), getattr(split, name), check_exact=True)
+
+
+def test_without_timestamps_the_file_order_is_the_time_order():
+    rows = frame([(1, 10, 3, 0), (1, 11, 3, 0), (2, 10, 3, 0), (1, 12, 3, 0), (1, 13, 3, 0)])
+    split = leave_one_out(rows.drop(columns=["timestamp", "rating"]))
+    assert list(split.train.columns) == ["user", "item"]
+    assert to_original(split, split.test)["item_id"].tolist() == [13]
+    assert to_original(split, split.valid)["item_id"].tolist() == [12]
 
 
 def test_short_users_stay_in_train_only(ratings, movies):
@@ -117,7 +130,7 @@ def test_short_users_stay_in_train_only(ratings, movies):
     train_users = set(to_original(split, split.train)["user_id"])
     assert short <= train_users
     assert split.train_only_users == len(short)
-    assert split.dropped_duplicates == 0
+    assert split.dropped == dict.fromkeys(DROP_REASONS, 0)
 
 
 # --- hand-made cases ---------------------------------------------------------------------------
@@ -177,30 +190,82 @@ def test_duplicates_keep_only_the_latest():
         (2, 7, 2, 5),    # same timestamp: the later row wins
     ])
     split = leave_one_out(ratings, movies_for(ratings["item_id"]))
-    assert split.dropped_duplicates == 2
+    assert split.dropped["repeated"] == 2
     test = to_original(split, split.test)
     valid = to_original(split, split.valid)
     train = to_original(split, split.train)
     assert dict(zip(test["user_id"], test["item_id"])) == {1: 7}
     assert dict(zip(valid["user_id"], valid["item_id"])) == {1: 6}
     assert sorted(zip(train["user_id"], train["item_id"])) == [(1, 8), (1, 9), (2, 7)]
-    # The kept (2, 7) is the later row: rating 2.
-    assert train.loc[train["user_id"] == 2, "rating"].tolist() == [2.0]
     assert split.train_only_users == 1
     all_pairs = pd.concat([train[["user_id", "item_id"]], valid[["user_id", "item_id"]],
                            test[["user_id", "item_id"]]])
     assert not all_pairs.duplicated().any()
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_minimum_interactions(n):
-    ratings = frame([(3, 10 + j, 4, 100 + j) for j in range(n)] + [(4, 10, 4, 1)] * 1)
+def test_minimum_interactions():
+    ratings = frame([(3, 10 + j, 4, 100 + j) for j in range(MIN_INTERACTIONS)] + [(4, 10, 4, 1)])
     split = leave_one_out(ratings, movies_for(ratings["item_id"]))
-    held_out = n >= MIN_INTERACTIONS
-    assert len(split.test) == int(held_out)
-    assert len(split.valid) == int(held_out)
-    assert len(split.train) == (1 if held_out else n) + 1
-    assert split.train_only_users == (1 if held_out else 2)
+    assert len(split.test) == 1 and len(split.valid) == 1
+    assert len(split.train) == 2  # user 3's first, and user 4's only interaction
+    assert split.train_only_users == 1
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_data_where_no_user_can_be_held_out_is_refused_in_one_line(n):
+    ratings = frame([(3, 10 + j, 4, 100 + j) for j in range(n)] + [(4, 10, 4, 1)])
+    with pytest.raises(DataError) as info:
+        leave_one_out(ratings, name="input/tiny.csv")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("input/tiny.csv: no user has 3 interactions")
+
+
+# --- the preprocessing rules (params split:) --------------------------------------------------
+
+def test_positives_by_rating_drop_and_count_the_others():
+    rows = frame([(1, 10, 5, 1), (1, 11, 2, 2), (1, 12, 4, 3), (1, 13, 4, 4), (1, 14, 3, 5)])
+    split = leave_one_out(rows, rules=Rules(positives="rated", min_rating=4.0))
+    assert split.dropped["below_min_rating"] == 2
+    assert to_original(split, split.test)["item_id"].tolist() == [13]
+    assert sorted(split.items["item_id"]) == [10, 12, 13]  # dropped items get no id
+    with pytest.raises(DataError, match="no rating column"):
+        leave_one_out(rows.drop(columns="rating"), rules=Rules(positives="rated"))
+
+
+def test_repeats_first_keeps_the_earliest_interaction():
+    rows = frame([(1, 7, 1, 10), (1, 8, 2, 20), (1, 9, 3, 30), (1, 7, 5, 40)])
+    latest = leave_one_out(rows)
+    first = leave_one_out(rows, rules=Rules(repeats="first"))
+    assert to_original(latest, latest.test)["item_id"].tolist() == [7]
+    assert to_original(first, first.test)["item_id"].tolist() == [9]
+    assert first.dropped["repeated"] == latest.dropped["repeated"] == 1
+
+
+def test_rare_items_and_short_users_are_dropped_by_rule_and_counted():
+    rows = frame([(u, i, 4, 10 * u + i) for u in (1, 2, 3) for i in (1, 2, 3)]
+                 + [(1, 99, 4, 100), (4, 1, 4, 1), (4, 2, 4, 2)])
+    kept = leave_one_out(rows)
+    assert 99 in kept.items["item_id"].tolist() and kept.train_only_users == 1
+    split = leave_one_out(rows, rules=Rules(min_item_interactions=2, short_users="drop"))
+    assert split.dropped == {"below_min_rating": 0, "repeated": 0, "rare_item": 1, "short_user": 2}
+    assert 99 not in split.items["item_id"].tolist() and 4 not in split.users["user_id"].tolist()
+    assert split.train_only_users == 0
+    summary = report(split)
+    assert summary["rows"] == len(rows) == summary["interactions"] + sum(summary["dropped"].values())
+    assert summary["users"] == 3 and summary["items"] == 3 and summary["users_tested"] == 3
+    assert summary["density"] == pytest.approx(9 / 9)
+
+
+def test_text_ids_map_in_character_order_and_zero_padded_ids_like_the_numbers(ratings):
+    as_text = ratings.assign(user_id=ratings["user_id"].map("{:05d}".format),
+                             item_id=ratings["item_id"].map("{:05d}".format))
+    numbers, text = leave_one_out(ratings), leave_one_out(as_text)
+    for name in ("train", "valid", "test"):
+        pd.testing.assert_frame_equal(getattr(text, name), getattr(numbers, name), check_exact=True)
+    assert text.users["user_id"].tolist() == [f"{u:05d}" for u in numbers.users["user_id"]]
+    # Not zero-padded: "10" sorts before "2", and the ids follow that order.
+    plain = leave_one_out(ratings.assign(user_id=ratings["user_id"].astype(str)))
+    assert plain.users["user_id"].tolist() == sorted(str(u) for u in numbers.users["user_id"])
 
 
 def test_input_not_mutated(ratings, movies, unchanged):

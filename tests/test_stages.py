@@ -36,9 +36,10 @@ def test_bad_params_give_one_line_and_exit_2_before_any_work(tmp_path, bad, key)
     params = tmp_path / "params.yaml"
     params.write_text(bad)
     out = tmp_path / "split"
-    proc = run_stage("split.py", "--params", str(params), "--ratings", "missing.parquet",
-                     "--movies", "missing.parquet", "--out", str(out),
-                     "--catalog", str(tmp_path / "catalog.parquet"), cwd=tmp_path)
+    proc = run_stage("split.py", "--params", str(params), "--interactions", "missing.parquet",
+                     "--items", "missing.parquet", "--out", str(out),
+                     "--catalog", str(tmp_path / "catalog.parquet"), "--report", str(tmp_path / "data.json"),
+                     cwd=tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0]

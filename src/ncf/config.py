@@ -28,7 +28,13 @@ import yaml
 from ncf.errors import ParamsError
 
 # Releases with a source and a parser (see movielens.py); ml-100k also has an offline source.
-DATASETS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small")
+# `file`: a team's own interactions file (data.file, ncf.interactions).
+DATASETS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small", "file")
+FILE_FORMATS = ("auto", "csv", "tsv", "parquet")
+POSITIVES = ("all", "rated")
+REPEATS = ("latest", "first")
+SHORT_USERS = ("train", "drop")
+INPUT_DIR = "input"  # the folder of the data files that the download stage depends on (dvc.yaml)
 SOURCES = ("grouplens", "local", "pypi")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adam")
@@ -43,12 +49,34 @@ UNIT = (lambda v: 0 <= v <= 1, "between 0 and 1")
 
 
 @dataclass(frozen=True)
+class FileParams:
+    interactions: str = "input/interactions.csv"
+    items: str = ""
+    format: str = field(default="auto", metadata={"choices": FILE_FORMATS})
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str = "timestamp"
+    rating: str = ""
+    title: str = "title"
+
+
+@dataclass(frozen=True)
 class DataParams:
     dataset: str = field(default="ml-100k", metadata={"choices": DATASETS})
     sources: tuple[str, ...] = field(default=SOURCES, metadata={"choices": SOURCES})
     local_zip: str = ""
     verify: bool = True
     timeout_s: float = field(default=10.0, metadata={"rule": POSITIVE})
+    file: FileParams = FileParams()
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    positives: str = field(default="all", metadata={"choices": POSITIVES})
+    min_rating: float = 4.0
+    repeats: str = field(default="latest", metadata={"choices": REPEATS})
+    short_users: str = field(default="train", metadata={"choices": SHORT_USERS})
+    min_item_interactions: int = field(default=1, metadata={"rule": AT_LEAST_1})
 
 
 @dataclass(frozen=True)
@@ -117,6 +145,7 @@ class Params:
     device: str = field(default="auto", metadata={"choices": DEVICES})
     threads: int = field(default=2, metadata={"rule": AT_LEAST_1})
     data: DataParams = DataParams()
+    split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
     gmf: GMFParams = GMFParams()
     mlp: MLPParams = MLPParams()
@@ -246,6 +275,35 @@ def check_runnable(params: Params, num_items: int | None = None) -> None:
     if num_items is not None and max(ks) >= num_items:
         raise ParamsError(f"evaluate.ks: {max(ks)} is not below the {num_items:,} movies of {params.data.dataset}, "
                           "so every HR@K would be 1.0; use cut-offs below that")
+
+
+def check_data(params: Params, root: str | Path = ".") -> None:
+    """Refuse, before the download stage removes anything, a data.file setup DVC cannot follow.
+
+    The download stage depends on the folder `input/` (dvc.yaml): a file elsewhere would not
+    rerun the pipeline when it changes. The file's content is checked by the download stage.
+    """
+    data = params.data
+    if data.dataset != "file":
+        return
+    f = data.file
+    for key, value in (("interactions", f.interactions), ("items", f.items)):
+        if not value and key == "items":
+            continue
+        path = Path(value)
+        inside = not path.is_absolute() and path.parts[:1] == (INPUT_DIR,) and ".." not in path.parts
+        if not inside:
+            raise ParamsError(f"data.file.{key}: {value!r} is not inside {INPUT_DIR}/, so DVC would not rerun the "
+                              f"pipeline when it changes; copy it there, `dvc add {INPUT_DIR}/<name>`, and set "
+                              f"data.file.{key}: {INPUT_DIR}/<name>")
+        full = Path(root) / path
+        if not full.is_file():
+            what = "is a folder" if full.is_dir() else "does not exist"
+            raise ParamsError(f"data.file.{key}: {value} {what}; put the file there (`dvc pull` if it is "
+                              f"tracked), or fix data.file.{key}")
+    if params.split.positives == "rated" and not f.rating:
+        raise ParamsError("split.positives: rated needs ratings, but data.file.rating is \"\"; name the "
+                          "file's rating column, or set split.positives: all")
 
 
 def _keys(cls, prefix: str = ""):

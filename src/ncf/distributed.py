@@ -4,12 +4,15 @@ A training stage with `train.processes: 1` runs as one plain process (`World()`)
 stage re-executes itself under `torchrun` (`relaunch`), which starts that many copies; each one
 calls `start()` to join the process group and find its rank and device. Training then wraps the
 model in DistributedDataParallel, gives every rank its own shard of the positives and its own
-negatives, and lets only rank 0 validate and write (see train.py and stage.py).
+negatives, and lets one rank, the writer, validate and write (see train.py and stage.py).
 
 Several machines: run the same stage command under `torchrun --nnodes N ...` on each of them
 (or set `NCF_TORCHRUN` to the torchrun options, which `relaunch` then uses instead of
 `--standalone --nproc-per-node=<processes>`); `train.processes` must equal the total number of
-processes, so that the params alone say how a model was trained.
+processes, so that the params alone say how a model was trained. The writer is the lowest rank
+on the node whose stage DVC started (DVC puts DVC_STAGE in its environment), so the outputs land
+in the checkout DVC reads whatever rank torchrun gives that node: with the c10d rendezvous,
+ranks follow host names, not `--node-rank`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 import shlex
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.distributed as dist
@@ -33,11 +36,12 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    writer: int = 0  # the rank that validates, logs and writes (see `writer_rank`)
 
     @property
     def main(self) -> bool:
-        """Rank 0 validates, logs and writes; the others only train."""
-        return self.rank == 0
+        """The writer validates, logs and writes; the others only train."""
+        return self.rank == self.writer
 
     def sum(self, values: list[float], device) -> list[float]:
         """Element-wise sum of `values` over all ranks (the values themselves with one process)."""
@@ -48,12 +52,23 @@ class World:
         return t.tolist()
 
     def from_main(self, values: list[float], device) -> list[float]:
-        """Rank 0's `values`, on every rank."""
+        """The writer's `values`, on every rank."""
         if self.size == 1:
             return list(values)
         t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.broadcast(t, src=0)
+        dist.broadcast(t, src=self.writer)
         return t.tolist()
+
+
+def writer_rank(rank: int, size: int, device) -> int:
+    """The lowest rank among the processes that DVC started (DVC_STAGE in their environment),
+    or 0 where none or all were (one machine, or a stage run by hand). A collective: every rank
+    calls it."""
+    mine = rank if os.environ.get("DVC_STAGE") else size
+    t = torch.tensor([mine], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    found = int(t.item())
+    return found if found < size else 0
 
 
 def launched() -> bool:
@@ -104,6 +119,7 @@ def start(processes: int, backend: str, batch_size: int, device: torch.device):
         torch.cuda.set_device(device)
     dist.init_process_group(name)
     try:
+        world = replace(world, writer=writer_rank(world.rank, world.size, device))
         yield world, device
     finally:
         dist.destroy_process_group()

@@ -1,9 +1,10 @@
 """MovieLens: where each release comes from, how it is checked, and how it is parsed.
 
-Every source ends in the same two canonical tables:
-- ratings: user_id, item_id (MovieLens's own ids), rating, timestamp, in the source file's row
-  order (the split's tie rule depends on that order);
-- movies: item_id, title, year, genres ('|'-joined).
+Every source ends in the canonical tables of ncf.interactions, through the same checks as a
+team's own file (`canonical_interactions`):
+- interactions: user_id, item_id (MovieLens's own ids), timestamp, rating, in the source file's
+  row order (the split's tie rule depends on that order);
+- items: item_id, title, year, genres ('|'-joined).
 
 Sources, tried in the order `data.sources` gives:
 - grouplens: the release's zip from GroupLens, md5-checked;
@@ -37,6 +38,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ncf.errors import DataError
+from ncf.interactions import MOVIELENS_COLUMNS, canonical_interactions
 
 
 # The 19 genre flags of ml-100k's u.item, in file order (from the release's u.genre).
@@ -235,7 +237,7 @@ def parse_recbole(inter: bytes, item: bytes) -> tuple[pd.DataFrame, pd.DataFrame
 
 def _movies_frame(item_id, title, year, genres) -> pd.DataFrame:
     return pd.DataFrame({
-        "item_id": pd.Series(item_id).astype("int32").array,
+        "item_id": pd.Series(item_id).astype("int64").array,
         "title": pd.Series(title).astype("string").array,
         "year": pd.Series(year).astype("Int16").array,  # nullable: some movies have no year
         "genres": pd.Series(list(genres), dtype="string").array,
@@ -310,8 +312,9 @@ def _parse_checked_zip(release: Release, path: Path, source: str, verify: bool, 
     expected_md5 = expected_md5 or release.md5
     if verify:
         if expected_md5 is None:
-            raise DataError(f"{source}: no published md5 is known for {release.name}; download it from "
-                            "GroupLens (which publishes one) or set data.verify: false")
+            raise DataError(f"{source}: no fixed md5 is known for {release.name}, which GroupLens updates in "
+                            "place; set data.verify: false to use this zip unchecked, or take it from GroupLens, "
+                            "which publishes the current md5")
         md5 = file_digest(path, "md5")
         if md5 != expected_md5:
             raise DataError(f"{source}: md5 of {path} is {md5}, expected {expected_md5} for {release.name}")
@@ -394,7 +397,9 @@ def load_release(
     timeout_s: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Try each source in order; return (ratings, movies, source used) or raise DataError."""
+    """Try each source in order; return (interactions, items, source used) or raise DataError.
+
+    The interactions are canonical (ncf.interactions), checked as a team's own file would be."""
     if name not in RELEASES:
         raise DataError(f"data.dataset: {name!r} is not one of {', '.join(RELEASES)}")
     release = RELEASES[name]
@@ -422,9 +427,12 @@ def load_release(
                 log(f"{msg}; trying the next source")
                 failures.append(msg)
                 continue
-        return ratings, movies, source
+        return canonical_interactions(ratings, MOVIELENS_COLUMNS, release.name, prefix="ml."), movies, source
+    # The last hint must not ask for what was already done: a local zip given and refused.
+    hint = ("fix what the local source says above" if "local" in sources and local_zip
+            else "put the zip on disk and set data.local_zip")
     raise DataError(
         f"no source could provide {release.name} (tried {', '.join(sources)}): "
         + " | ".join(failures)
-        + "; put the zip on disk and set data.local_zip"
+        + f"; {hint}"
     )

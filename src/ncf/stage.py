@@ -36,6 +36,15 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt  # so that `output_file` removes its temp file on the way out
 
 
+def _restore_hint() -> str:
+    """Under DVC (which names the stage in DVC_STAGE) the stage's previous outputs were removed
+    before it ran: say how to get them back. Not for validate, whose only output is a marker."""
+    stage = os.environ.get("DVC_STAGE", "")
+    if not stage or stage.split(":")[-1] == "validate":
+        return ""
+    return f"; DVC removed this stage's previous outputs: `{RESTORE}` brings back the last commit's"
+
+
 def run(main: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     speaks = os.environ.get("RANK", "0") == "0"  # data-parallel ranks fail together; rank 0 says why
@@ -43,7 +52,7 @@ def run(main: Callable[[], None]) -> None:
         main()
     except USER_ERRORS as exc:
         if speaks:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {exc}{_restore_hint()}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         if speaks:

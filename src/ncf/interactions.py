@@ -1,0 +1,262 @@
+"""The canonical tables every source ends in, and a team's own interactions file read into them.
+
+Canonical interactions (data/raw/interactions.parquet), one row per event, in the source's row
+order (the split's tie rule depends on that order):
+- user_id, item_id: ids as in the data, int64 when every id is a whole number, else text;
+- timestamp: int64 seconds since 1970-01-01 UTC (absent when the source has no time column: then
+  the file's row order is the time order);
+- rating: float64 (absent when the source has none).
+Canonical items (data/raw/items.parquet): item_id, title, then any other columns of the source
+(MovieLens: year, genres).
+
+A MovieLens release (ncf.movielens) and a user's file (`read_interactions`) both go through
+`canonical_interactions`, so the checks on ids and timestamps, and everything after them (the
+split, its data report), are one code path whichever the source.
+
+Files are read with pyarrow's readers: CSV or TSV (plain or gzipped) with a header row, or parquet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ncf.errors import DataError
+
+FORMATS = ("auto", "csv", "tsv", "parquet")
+_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+_DELIMITERS = {"csv": ",", "tsv": "\t"}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which column of a source holds what; "" for a column the source does not have."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str = "timestamp"
+    rating: str = ""
+
+
+MOVIELENS_COLUMNS = Columns(user="user_id", item="item_id", timestamp="timestamp", rating="rating")
+
+
+def file_format(path: str | Path, fmt: str = "auto") -> str:
+    """csv, tsv or parquet: `fmt` itself, or read from the name (`.csv`, `.tsv.gz`, `.parquet`)."""
+    if fmt != "auto":
+        return fmt
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2"):
+        suffixes = suffixes[:-1]
+    found = _SUFFIXES.get(suffixes[-1]) if suffixes else None
+    if found is None:
+        raise DataError(f"{path}: cannot tell the format from the name; end it in .csv, .tsv (.gz for "
+                        "either) or .parquet, or set data.file.format to csv, tsv or parquet")
+    return found
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+
+
+def read_table(path: str | Path, fmt: str = "auto", role: str = "interactions", text: tuple[str, ...] = ()) -> pa.Table:
+    """The whole file as an Arrow table; any problem becomes one DataError naming the file.
+
+    The CSV/TSV columns named in `text` are read as text (ids: pyarrow would read "0001" as 1),
+    the others as pyarrow infers them.
+    """
+    path = Path(path)
+    fmt = file_format(path, fmt)
+    if not path.is_file():
+        raise DataError(f"{path}: the {role} file does not exist; `dvc pull` it or fix data.file.{role}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the {role} file is empty; give a file with a header row and one row per "
+                        "interaction")
+    try:
+        if fmt == "parquet":
+            table = pq.read_table(path)
+        else:
+            table = pacsv.read_csv(
+                path,
+                parse_options=pacsv.ParseOptions(delimiter=_DELIMITERS[fmt]),
+                convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text if c},
+                                                     strings_can_be_null=True, quoted_strings_can_be_null=True),
+            )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as exc:
+        kind = "parquet" if fmt == "parquet" else f"{fmt.upper()} (with a header row)"
+        raise DataError(f"{path}: not a readable {kind} file ({_first_line(exc)}); check the file or "
+                        "set data.file.format") from None
+    return table
+
+
+def _column(table: pa.Table, name: str, path: Path, param: str, fmt: str) -> pa.ChunkedArray:
+    if name in table.column_names:
+        return table.column(name)
+    names = table.column_names
+    hint = ""
+    if len(names) == 1 and fmt in _DELIMITERS:
+        other = "tsv" if fmt == "csv" else "csv"
+        if _DELIMITERS[other] in names[0] or any(d in names[0] for d in ";|"):
+            hint = f"; the header {names[0][:60]!r} is one column: wrong delimiter? (data.file.format: {other})"
+    shown = ", ".join(repr(n) for n in names[:8]) + (", ..." if len(names) > 8 else "")
+    raise DataError(f"{path}: no column {name!r} ({param}); the file has {shown}{hint}; set {param} to the "
+                    "column's name")
+
+
+def _where(i: int, fmt: str) -> str:
+    return f"line {i + 2}" if fmt in _DELIMITERS else f"row {i + 1}"
+
+
+_INTEGER = r"^-?(0|[1-9][0-9]*)$"  # a whole number written as numbers are: no sign +, no leading zero
+
+
+def _ids(values: pa.ChunkedArray, what: str, path, fmt: str) -> np.ndarray:
+    """int64 when every id is a whole number (as numbers, or as text written like one), else text
+    (so "0001" stays "0001"). Empty or missing ids are refused."""
+    nulls = values.is_null()
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        nulls = pc.fill_null(pc.or_kleene(nulls, pc.equal(pc.utf8_trim_whitespace(values), "")), True)
+    bad = np.flatnonzero(nulls.to_numpy(zero_copy_only=False))
+    if len(bad):
+        raise DataError(f"{path}: {len(bad):,} rows have an empty {what} (first at {_where(int(bad[0]), fmt)}); "
+                        "remove or fill those rows")
+    kind = values.type
+    if pa.types.is_integer(kind):
+        return values.to_numpy().astype(np.int64, copy=False)
+    if pa.types.is_floating(kind):
+        arr = values.to_numpy()
+        if np.isnan(arr).any():
+            i = int(np.flatnonzero(np.isnan(arr))[0])
+            raise DataError(f"{path}: {what} is NaN at {_where(i, fmt)}; remove or fill those rows")
+        if (arr % 1 == 0).all():
+            return arr.astype(np.int64)
+        raise DataError(f"{path}: {what} {arr[np.flatnonzero(arr % 1)[0]]!r} is a fraction; ids must be whole "
+                        "numbers or text")
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+        values = values.cast(pa.string())
+        if pc.all(pc.match_substring_regex(values, _INTEGER)).as_py():
+            try:
+                return pc.cast(values, pa.int64()).to_numpy()
+            except pa.ArrowInvalid:  # beyond int64: keep the text
+                pass
+        return values.to_numpy(zero_copy_only=False)
+    raise DataError(f"{path}: {what} has type {kind}; ids must be whole numbers or text")
+
+
+def _timestamps(values: pa.ChunkedArray, path, fmt: str, param: str) -> np.ndarray:
+    """int64 seconds since the epoch, from whole numbers (epoch seconds) or ISO-8601 text."""
+    kind = values.type
+    nulls = values.null_count
+    if nulls:
+        i = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(f"{path}: {nulls:,} empty timestamps (first at {_where(i, fmt)}); fill them, or set "
+                        f"{param}: \"\" to order each user's interactions by file row")
+    if pa.types.is_integer(kind):
+        return values.to_numpy().astype(np.int64, copy=False)
+    if pa.types.is_floating(kind):
+        arr = values.to_numpy()
+        if not np.isfinite(arr).all():
+            i = int(np.flatnonzero(~np.isfinite(arr))[0])
+            raise DataError(f"{path}: timestamp {arr[i]!r} at {_where(i, fmt)} is not a time; give epoch "
+                            "seconds or ISO-8601 text")
+        return np.floor(arr).astype(np.int64)
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return pc.cast(pc.cast(values, pa.timestamp("s", tz="UTC") if pa.types.is_timestamp(kind)
+                               else pa.timestamp("s")), pa.int64()).to_numpy()
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
+        seconds = pd.to_numeric(text, errors="coerce")  # epoch seconds written among text
+        iso = pd.to_datetime(text.where(seconds.isna()), utc=True, format="ISO8601", errors="coerce")
+        bad = np.flatnonzero((seconds.isna() & iso.isna()).to_numpy())
+        if len(bad):
+            i = int(bad[0])
+            raise DataError(f"{path}: timestamp {text.iloc[i]!r} at {_where(i, fmt)} does not parse; give "
+                            f"epoch seconds or ISO-8601 text (2024-05-01T12:00:00Z), or set {param}: \"\"")
+        # Whole seconds: parts of a second are dropped, ties then keep file order (docs/protocol.md).
+        from_iso = (iso - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        return np.where(seconds.notna(), np.floor(seconds.fillna(0)), from_iso.fillna(0)).astype(np.int64)
+    raise DataError(f"{path}: timestamp column has type {kind}; give epoch seconds or ISO-8601 text")
+
+
+def _ratings(values: pa.ChunkedArray, path, fmt: str) -> np.ndarray:
+    kind = values.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        arr = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    else:
+        arr = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object),
+                            errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(f"{path}: {len(bad):,} ratings are empty or not numbers (first at {_where(i, fmt)}); fill "
+                        "them, or set data.file.rating: \"\" to count every row as an interaction")
+    return arr
+
+
+def canonical_interactions(table: pa.Table | pd.DataFrame, columns: Columns, path: str | Path,
+                           fmt: str = "csv", prefix: str = "data.file.") -> pd.DataFrame:
+    """The canonical interactions of one source table (see the module docstring), rows in order.
+
+    `path` and `fmt` only shape the messages (a CSV's line numbers count the header); `prefix`
+    names the params that set `columns`.
+    """
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    if table.num_rows == 0:
+        raise DataError(f"{path}: has a header but no rows; give one row per interaction")
+    out = {
+        "user_id": _ids(_column(table, columns.user, path, f"{prefix}user", fmt), "user id", path, fmt),
+        "item_id": _ids(_column(table, columns.item, path, f"{prefix}item", fmt), "item id", path, fmt),
+    }
+    if columns.timestamp:
+        out["timestamp"] = _timestamps(_column(table, columns.timestamp, path, f"{prefix}timestamp", fmt),
+                                       path, fmt, f"{prefix}timestamp")
+    if columns.rating:
+        out["rating"] = _ratings(_column(table, columns.rating, path, f"{prefix}rating", fmt), path, fmt)
+    return pd.DataFrame(out)
+
+
+def read_interactions(path: str | Path, columns: Columns, fmt: str = "auto") -> pd.DataFrame:
+    """A user's interactions file -> canonical interactions."""
+    fmt = file_format(path, fmt)
+    return canonical_interactions(read_table(path, fmt, text=(columns.user, columns.item)), columns, path, fmt)
+
+
+def read_items(path: str | Path, item: str, title: str, fmt: str = "auto") -> pd.DataFrame:
+    """A user's items file -> canonical items: item_id, title, then the file's other columns."""
+    fmt = file_format(path, fmt)
+    table = read_table(path, fmt, role="items", text=(item,))
+    if table.num_rows == 0:
+        raise DataError(f"{path}: has a header but no rows; give one row per item, or set data.file.items: \"\"")
+    ids = _ids(_column(table, item, path, "data.file.item", fmt), "item id", path, fmt)
+    names = _column(table, title, path, "data.file.title", fmt).cast(pa.string()).to_pandas()
+    rest = table.drop_columns([c for c in {item, title}])
+    frame = pd.DataFrame({"item_id": ids, "title": pd.array(names, dtype="string")})
+    frame = pd.concat([frame, rest.to_pandas()], axis=1)
+    dup = frame["item_id"].duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataError(f"{path}: item id {frame['item_id'].iloc[i]!r} is listed twice (again at "
+                        f"{_where(i, fmt)}); keep one row per item")
+    return frame
+
+
+def align_items(items: pd.DataFrame, item_ids) -> tuple[pd.DataFrame, int]:
+    """`items` with ids of the interactions' kind (int64 or text), and how many interaction item
+    ids it does not name (a warning, not an error: those items are shown by id)."""
+    ids = pd.Series(item_ids)
+    if ids.dtype == object and items["item_id"].dtype != object:
+        items = items.assign(item_id=items["item_id"].astype(str).to_numpy(dtype=object))
+    elif ids.dtype != object and items["item_id"].dtype == object:
+        numeric = pd.to_numeric(items["item_id"], errors="coerce")
+        if numeric.notna().all() and (numeric % 1 == 0).all():
+            items = items.assign(item_id=numeric.astype(np.int64))
+    unnamed = int((~pd.Series(pd.unique(ids)).isin(items["item_id"])).sum())
+    return items, unnamed
