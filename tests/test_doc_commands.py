@@ -275,6 +275,9 @@ def test_bad_params_show_validates_line_then_dvcs_and_exit_code_255(scratch):
         assert proc.returncode == 255, output(proc)
         assert "ERROR: Invalid `--set-param` value: Could not override 'gmf.dimm'." in output(proc)
         assert "Could not override 'gmf.dimm'" in page and stages_ran(output(proc)) == set()
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")  # says the same, in short
+        assert "`ERROR: failed to reproduce 'validate'`, exit code 255" in readme
+        assert "`Could not override 'gmf.dimm'`" in readme
 
         proc = shell("dvc exp run -S num_negatives=0", scratch, ok=False)
         assert proc.returncode == 255 and "error: num_negatives: 0 is not allowed" in output(proc)
