@@ -7,6 +7,7 @@
                                        top 10 unseen movies for MovieLens user 196
     ncf report                         table and figures of all experiments (dvc exp show)
     ncf share                          push the run cache and its outputs, for teammates
+    ncf review origin/main             what the workspace changed against origin/main, for a PR
 
 A side is `[REV][:MODEL]`: REV is `workspace` (default), a git revision or a DVC experiment
 name; MODEL is neumf (default), gmf, mlp, popularity, ease, ials or itemknn. Ranks come from
@@ -237,6 +238,25 @@ def share(args) -> None:
           + (f"; {missing} outputs named by old entries are no longer in the local cache" if missing else ""))
 
 
+def review(args) -> None:
+    from ncf.review import ReviewError, review
+
+    if args.out.suffix != ".md" or args.out.is_dir():
+        raise CliError(f"--out {args.out}: give a .md file (its figures go in the folder beside it named like it)")
+    try:
+        text = review(args.base, args.rev, args.out, resamples=args.resamples, seed=args.seed)
+    except ReviewError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"--out {args.out}: cannot write there ({exc.strerror or type(exc).__name__}); "
+                       "give a path you can write to") from None
+    print(text.split("\n")[2])  # the verdict
+    for line in text.splitlines():
+        if line.startswith("Pull first: "):
+            print(line, file=sys.stderr)
+    print(f"(written to {args.out} and {args.out.with_suffix('')}/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ncf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -297,6 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
                                      "configuration run here instead of training it."))
     sh.add_argument("-r", "--remote", help="DVC remote name (default: the repository's default remote)")
     sh.set_defaults(func=share)
+
+    rv = sub.add_parser("review", help="what a change did against BASE: params, data, metrics, paired tests, figures",
+                        description=("Writes a markdown report for a pull request (reports/review.md and its "
+                                     "figures in reports/review/): the params and data report that differ, every "
+                                     "model's test HR@10 and NDCG@10 on both sides with standard errors and the "
+                                     "paired difference over users (95%% CI, p-value, as ncf compare), both "
+                                     "revisions' training curves and test metrics, and whether anything moved "
+                                     "beyond noise. Reads what DVC has (git, cache, default remote); trains "
+                                     "nothing. See docs/review.md."))
+    rv.add_argument("base", nargs="?", default="main", help="the revision to compare with (default: %(default)s)")
+    rv.add_argument("--rev", help="review this commit or experiment instead of the workspace")
+    rv.add_argument("--out", type=Path, default=Path("reports/review.md"), help="the report (default: %(default)s)")
+    rv.add_argument("--resamples", type=int, default=10_000, help="bootstrap / permutation draws")
+    rv.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: %(default)s)")
+    rv.set_defaults(func=review)
     return parser
 
 

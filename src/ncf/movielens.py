@@ -429,7 +429,7 @@ def load_release(
                 continue
         return canonical_interactions(ratings, MOVIELENS_COLUMNS, release.name, prefix="ml."), movies, source
     # The last hint must not ask for what was already done: a local zip given and refused.
-    hint = ("fix what the local source says above" if "local" in sources and local_zip
+    hint = ("the reasons say what is wrong with the zip data.local_zip names" if "local" in sources and local_zip
             else "put the zip on disk and set data.local_zip")
     raise DataError(
         f"no source could provide {release.name} (tried {', '.join(sources)}): "
