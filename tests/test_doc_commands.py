@@ -85,6 +85,10 @@ RUN_BY: dict[str, str] = {
     "ncf compare gmf neumf": "tests/test_cli.py::test_compare_two_models_of_one_run",
     "ncf recommend --user 196 -k 5 --history 3":
         "tests/test_cli.py::test_recommend_lists_unseen_titles_best_first_with_history",
+    # docs/review.md
+    "ncf review main": "tests/test_review_e2e.py::test_the_review_of_a_param_change_has_every_section",
+    "ncf review origin/main --rev HEAD":  # with HEAD as the base: the same options, through real DVC
+        "tests/test_review_e2e.py::test_the_review_of_a_param_change_has_every_section",
     # docs/speed.md: the pattern, with two runs a side
     "ncf compare old/seed0/ranks.parquet,old/seed1/ranks.parquet,... new/seed0/ranks.parquet,"
     "new/seed1/ranks.parquet,...": "tests/test_cli.py::test_compare_pools_seeds_given_as_ranks_files",
@@ -126,7 +130,9 @@ def shown_commands(page: Path) -> list[Command]:
             previous = line
         if not block:
             if in_fence and line.startswith("$ "):
-                commands.append(Command(page, number, " ".join(line[2:].split()), None))
+                text, _, comment = line[2:].partition(" # ")
+                marker = NOT_RUN.search(comment)
+                commands.append(Command(page, number, " ".join(text.split()), marker.group(1) if marker else None))
             continue
         if pending:
             line = f"{pending} {line}"
