@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ncf import cli
-from ncf.report import aggregate, build, collect, varying
+from ncf.report import ReplaceError, aggregate, build, collect, previous_runs, stale_stages, varying
 
-BASE = {"seed": 0, "num_negatives": 4, "mlp": {"dim": 64, "layers": [128, 64, 32]}, "neumf": {"pretrain": True}}
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE = {"seed": 0, "num_negatives": 4, "gmf": {"lr": 0.015}, "mlp": {"dim": 64, "layers": [128, 64, 32]},
+        "neumf": {"pretrain": True}}
 
 
 def entry(rev, name, params, hr, ndcg=None, nparams=1000, failed=False):
@@ -189,3 +193,118 @@ def test_report_to_a_folder_that_cannot_be_written_is_one_line(exp_show, tmp_pat
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--out /proc/ncf-report: cannot write there" in err
+
+
+# --- what an experiment computed: its dvc.lock -------------------------------------------------
+
+def lock(gmf_lr=0.015, gmf_md5="g0", neumf_from="g0", evaluate_from=("n0", "g0")):
+    """A dvc.lock of three stages: pretrain_gmf -> train_neumf -> evaluate."""
+    return {"schema": "2.0", "stages": {
+        "pretrain_gmf": {"deps": [{"path": "data/split", "md5": "s.dir"}],
+                         "params": {"params.yaml": {"gmf": {"lr": gmf_lr}}},
+                         "outs": [{"path": "models/gmf.pt", "md5": gmf_md5}]},
+        "train_neumf": {"deps": [{"path": "models/gmf.pt", "md5": neumf_from}],
+                        "params": {"params.yaml": {"neumf.pretrain": True}},
+                        "outs": [{"path": "models/neumf.pt", "md5": "n0"}]},
+        "evaluate": {"deps": [{"path": "models/neumf.pt", "md5": evaluate_from[0]},
+                              {"path": "models/gmf.pt", "md5": evaluate_from[1]}],
+                     "params": {"params.yaml": {"mlp.dim": 64}},
+                     "outs": [{"path": "metrics/evaluate.json", "md5": "e0"}]}}}
+
+
+PARAMS = {"seed": 0, "gmf": {"lr": 0.015}, "neumf": {"pretrain": True}, "mlp": {"dim": 64}}
+
+
+def test_a_lock_that_matches_its_params_has_no_stale_stage():
+    assert stale_stages(lock(), PARAMS) == []
+
+
+def test_a_partial_run_leaves_the_stages_downstream_stale():
+    # `dvc exp run pretrain_gmf -S gmf.lr=0.01`: pretrain_gmf's entry is new, the rest the commit's.
+    params = copy.deepcopy(PARAMS)
+    params["gmf"]["lr"] = 0.01
+    assert stale_stages(lock(gmf_lr=0.01, gmf_md5="g1"), params) == ["train_neumf", "evaluate"]
+    # params changed by hand and nothing rerun: every stage that reads them, and what follows.
+    assert stale_stages(lock(), params) == ["pretrain_gmf", "train_neumf", "evaluate"]
+    # A key the lock records that params.yaml no longer has is a change too.
+    assert stale_stages(lock(), {k: v for k, v in PARAMS.items() if k != "gmf"})[0] == "pretrain_gmf"
+
+
+def gmf_only(exp_show):
+    """The tuning.md recipe's shape: two GMF-only experiments beside the commit's full run, which
+    carry the commit's metrics/evaluate.json unchanged; lock_of(rev) gives each one's dvc.lock."""
+    commit = exp_show[1]
+    revs = {}
+    for lr in (0.01, 0.03):
+        e = entry(f"{lr}".replace(".", "x") * 8, f"gmf-lr-{lr}", with_(gmf__lr=lr), 0.130)  # the commit's HR
+        commit["experiments"].append({"name": e["name"], "revs": [e], "executor": {"state": "success"}})
+        revs[e["rev"]] = lr
+
+    def lock_of(rev):
+        if rev in revs:
+            return lock(gmf_lr=revs[rev], gmf_md5=f"g{revs[rev]}")  # pretrain_gmf ran, nothing after
+        return lock()
+    return lock_of
+
+
+def test_report_leaves_out_and_names_experiments_that_did_not_compute_test_metrics(exp_show, tmp_path):
+    lock_of = gmf_only(exp_show)
+    text = build(exp_show, tmp_path / "r", lock_of=lock_of)
+    assert "gmf.lr" not in text.split("\n\n")[1]  # not a study: those rows are not in the table
+    for name in ("gmf-lr-0.01", "gmf-lr-0.03"):
+        line = next(line for line in text.splitlines() if f"`{name}`" in line)
+        assert "not reported" in line and "train_neumf, evaluate did not run for its params" in line
+    # The commit and the experiments that did run everything are still there.
+    assert "| 4 | [128, 64, 32] | 0.1320 ± 0.0032 |" in text
+
+
+def test_a_report_of_only_partial_runs_is_refused(exp_show, tmp_path):
+    gmf_only(exp_show)
+    with pytest.raises(ValueError, match="no experiment computed its own test metrics .*gmf-lr-0.01"):
+        build(exp_show, tmp_path / "r", lock_of=lambda rev: lock(gmf_lr=0.5, gmf_md5="x"))
+
+
+def test_an_unreadable_lock_is_said_not_hidden(exp_show, tmp_path):
+    text = build(exp_show, tmp_path / "r", lock_of=lambda rev: None)
+    assert "`neg16` (n16n16n): its dvc.lock could not be read" in text
+    assert "| 16 | [128, 64, 32] | 0.1500 |" in text
+
+
+# --- writing the folder -------------------------------------------------------------------------
+
+def test_a_report_is_not_silently_replaced_by_one_of_fewer_runs(exp_show, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    build(exp_show, out)  # 10 runs
+    assert "<!-- ncf report: 10 runs -->" in (out / "experiments.md").read_text()
+    before = (out / "experiments.md").read_bytes()
+    with pytest.raises(ReplaceError, match="made from 10 runs, this one has 5; pass --force"):
+        build(exp_show, out, vary=["seed"])
+    assert (out / "experiments.md").read_bytes() == before
+    saved = tmp_path / "exps.json"
+    saved.write_text(json.dumps(exp_show))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["report", "--from-json", str(saved), "--out", str(out), "--vary", "seed"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "--force" in err
+    cli.main(["report", "--from-json", str(saved), "--out", str(out), "--vary", "seed", "--force"])
+    assert "<!-- ncf report: 5 runs -->" in (out / "experiments.md").read_text()
+
+
+def test_previous_runs_reads_reports_written_before_the_marker():
+    # The committed negatives study: four settings of five seeds.
+    assert previous_runs(ROOT / "docs/studies/negatives") == 20
+    assert previous_runs(ROOT / "docs/studies/seeds") == 5
+    assert previous_runs(ROOT / "docs/no-such-study") is None
+
+
+def test_the_folder_is_written_whole(exp_show, tmp_path):
+    out = tmp_path / "r"
+    build(exp_show, out)
+    assert {p.name for p in out.iterdir()} == {"experiments.md", "num_negatives.png", "mlp_layers.png"}
+    build(exp_show, out, vary=["mlp.layers"], force=True)  # fewer runs, fewer figures
+    assert {p.name for p in out.iterdir()} == {"experiments.md", "mlp_layers.png"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds notes.txt, which ncf report did not write"):
+        build(exp_show, out, force=True)
+    assert (out / "notes.txt").exists()

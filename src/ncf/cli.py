@@ -157,7 +157,7 @@ def report(args) -> None:
     import json
     import subprocess
 
-    from ncf.report import build
+    from ncf.report import ReplaceError, build
 
     if args.from_json:
         try:
@@ -187,17 +187,41 @@ def report(args) -> None:
     from functools import lru_cache
 
     ranks_of = None if args.no_tests or args.from_json else lru_cache(maxsize=None)(read_ranks)
+    lock_of = lru_cache(maxsize=None)(read_lock)
     if not isinstance(shown, list) or not all(isinstance(commit, dict) and "rev" in commit for commit in shown):
         raise CliError(f"{args.from_json or '`dvc exp show --json`'}: not what `dvc exp show --json` prints "
                        "(a list of commits, each with a rev); save it with `dvc exp show --json > FILE`")
     try:
-        print(build(shown, args.out, vary=args.vary, ranks_of=ranks_of, resamples=args.resamples))
+        print(build(shown, args.out, vary=args.vary, ranks_of=ranks_of, resamples=args.resamples,
+                    lock_of=lock_of, force=args.force))
+    except ReplaceError as exc:
+        raise CliError(str(exc)) from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CliError(f"cannot build the report: {exc or type(exc).__name__}") from None
     except OSError as exc:
         raise CliError(f"--out {args.out}: cannot write there ({exc.strerror or type(exc).__name__}); "
                        "give a folder you can write to") from None
     print(f"(written to {args.out}/)")
+
+
+def read_lock(rev: str):
+    """The dvc.lock of a git revision (a commit or an experiment's), parsed; None if git cannot
+    give it (a saved `dvc exp show --json` from another repository, say)."""
+    import subprocess
+
+    import yaml
+
+    try:
+        proc = subprocess.run(["git", "show", f"{rev}:dvc.lock"], capture_output=True, text=True)
+    except OSError:
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        lock = yaml.safe_load(proc.stdout)
+    except yaml.YAMLError:
+        return None
+    return lock if isinstance(lock, dict) else None
 
 
 def share(args) -> None:
@@ -264,7 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description=("Reads `dvc exp show --json`, groups experiments whose params differ "
                                       "only in the seed (mean, std, number of seeds), tests each "
                                       "configuration against the default one, paired over test users and "
-                                      "seeds, and draws one figure per param that varies (the lab's studies)."))
+                                      "seeds, and draws one figure per param that varies (the lab's studies). "
+                                      "An experiment whose evaluate stage did not run for its params (one "
+                                      "that reran part of the pipeline) is named, not reported; --out is "
+                                      "written whole, and a report there made from more runs is kept "
+                                      "unless --force."))
     rep.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: %(default)s)")
     rep.add_argument("--from-json", type=Path, help="read a saved `dvc exp show --json` instead of running it")
     rep.add_argument("--all-commits", action="store_true",
@@ -278,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "with seeds only, every model against NeuMF), which read each run's ranks "
                            "through DVC; on by default except with --from-json"))
     rep.add_argument("--resamples", type=int, default=10_000, help="bootstrap / permutation draws of those tests")
+    rep.add_argument("--force", action="store_true",
+                     help="replace a report in --out even if it was made from more runs than this one")
     rep.set_defaults(func=report)
 
     sh = sub.add_parser("share", help="push DVC's run cache and every output it names to a remote",

@@ -126,9 +126,11 @@ def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], 
         summary["refit"] = {"epochs": refit.epochs_run, "positives": len(full.users), "loss": last}
     if not world.main:
         return
-    # Only what this stage depends on, so the same weights always give the same bytes.
+    # Only what this stage depends on, so the same weights always give the same bytes; not
+    # `threads`, which decides how the weights are computed, not what they are (1 and 2 threads
+    # give the same weights, so with it the checkpoints of equal weights differed).
     made_by = {k: v for k, v in params.to_dict().items()
-               if k in ("seed", "num_negatives", "device", "threads", "train", kind)}
+               if k in ("seed", "num_negatives", "device", "train", kind)}
     save_checkpoint(model, outputs.select, kind=kind, params=made_by,
                     info={**summary, "trained_on": "train"})
     save_checkpoint(final, outputs.out, kind=kind, params=made_by,

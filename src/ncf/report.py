@@ -6,11 +6,20 @@ one configuration: the report gives their mean, standard deviation and number of
 param that varies between configurations is a study (number of negatives, MLP layers,
 pretraining, ...) and gets a figure of test HR@10 by value, with the spread over seeds as
 error bars and, for architecture studies, the parameter count beside it.
+
+A row shows only what its experiment computed: an experiment that ran part of the pipeline
+(`dvc exp run pretrain_gmf ...`) still carries the metrics files of the commit it came from,
+so each row's dvc.lock is checked (`stale_stages`) and a row whose evaluate stage did not run
+for its params is listed as such instead of reported. A report is written as a whole folder,
+and never silently replaces one made from more runs (`previous_runs`, `force`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +29,56 @@ METRICS_FILE = "metrics/evaluate.json"
 # computes, not what (1 and 2 threads give the same weights; docs/protocol.md), so a
 # study queued with `-S threads=1` to run two at a time pairs with the committed defaults.
 IGNORED = {"seed", "threads"}
+
+
+class ReplaceError(ValueError):
+    """The folder holds a report made from more runs than the one about to replace it."""
+
+
+def _lookup(params: dict, dotted: str):
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def stale_stages(lock: dict, params: dict) -> list[str]:
+    """Stages of `lock` (a parsed dvc.lock) that did not run for `params` (a parsed params.yaml):
+    their recorded params differ, or an input they recorded is not the output that the lock
+    records for the stage upstream (which ran for other params since), in the lock's order.
+
+    This is what an experiment that reran only part of the pipeline looks like: `dvc exp run
+    pretrain_gmf -S gmf.lr=0.01` updates pretrain_gmf's entry and leaves train_neumf's and
+    evaluate's as the commit's, whose metrics files it carries on unchanged.
+    """
+    stages = (lock or {}).get("stages") or {}
+    made = {}  # output path -> (stage, md5)
+    for name, stage in stages.items():
+        for out in stage.get("outs") or []:
+            made[out.get("path")] = (name, out.get("md5"))
+    stale: list[str] = []
+    for name, stage in stages.items():  # dvc.lock lists a stage after the stages it reads
+        recorded = ((stage.get("params") or {}).get("params.yaml")) or {}
+        changed = any(_lookup(params, key) != value for key, value in recorded.items())
+        for dep in stage.get("deps") or []:
+            upstream = made.get(dep.get("path"))
+            if upstream and (upstream[1] != dep.get("md5") or upstream[0] in stale):
+                changed = True
+        if changed:
+            stale.append(name)
+    return stale
+
+
+def _stage_writing(lock: dict, path: str) -> str | None:
+    for name, stage in ((lock or {}).get("stages") or {}).items():
+        if any(out.get("path") == path for out in stage.get("outs") or []):
+            return name
+    return None
 
 
 def _flatten(node, prefix=""):
@@ -35,7 +94,7 @@ def _row(name: str, rev: str, data: dict) -> dict | None:
     params = (((data or {}).get("params") or {}).get("params.yaml") or {}).get("data")
     if not metrics or not params:
         return None  # a failed or queued experiment: nothing to report
-    row = {"name": name, "rev": rev[:7], "fullrev": rev}
+    row = {"name": name, "rev": rev[:7], "fullrev": rev, "_params": params}
     for key, value in _flatten(params):
         row[f"params.{key}"] = json.dumps(value) if isinstance(value, list) else value
     row.update(dict(_flatten(metrics)))
@@ -59,6 +118,31 @@ def collect(exp_show: list[dict], include_workspace: bool = False) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def not_computed(df: pd.DataFrame, lock_of) -> tuple[pd.DataFrame, list[str]]:
+    """The rows whose metrics their own run computed, and one line for each row it did not.
+
+    `lock_of(rev)` gives the parsed dvc.lock of a revision, or None where it cannot be read: such
+    a row is kept, and the line says it was not checked.
+    """
+    keep, notes = [], []
+    for index, row in df.iterrows():
+        lock = lock_of(row["fullrev"])
+        label = f"`{row['name']}` ({row['rev']})"
+        if lock is None:
+            notes.append(f"- {label}: its dvc.lock could not be read, so it was not checked that its own "
+                         "run computed these metrics")
+            keep.append(index)
+            continue
+        stale = stale_stages(lock, row["_params"])
+        writer = _stage_writing(lock, METRICS_FILE) or "evaluate"
+        if writer in stale:
+            notes.append(f"- {label}: not reported, no test metrics of its own: {', '.join(stale)} did not "
+                         f"run for its params (its {METRICS_FILE} is an earlier run's)")
+        else:
+            keep.append(index)
+    return df.loc[keep].reset_index(drop=True), notes
+
+
 def only_varying(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The first row (the baseline commit) and the rows that differ from it only in `keys` or seed.
 
@@ -76,6 +160,45 @@ def only_varying(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def config_keys(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith("params.") and c[len("params."):] not in IGNORED]
+
+
+def previous_runs(folder: Path) -> int | None:
+    """How many runs the report in `folder` was made from (None: no report there).
+
+    Reads the marker `build` writes, or, in a report written before it, the seeds column."""
+    path = Path(folder) / "experiments.md"
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    marker = re.search(r"<!-- ncf report: (\d+) runs -->", text)
+    if marker:
+        return int(marker.group(1))
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    if not lines:
+        return 0
+    head = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    if "seeds" not in head:
+        return 0
+    column = head.index("seeds")
+    runs = 0
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) > column and cells[column].isdigit():
+            runs += int(cells[column])
+        else:
+            break  # the end of the main table
+    return runs
+
+
+def _check_folder(out: Path) -> None:
+    """Refuse a folder that holds anything but an earlier report (experiments.md and figures):
+    the whole folder is replaced."""
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name != "experiments.md" and p.suffix != ".png")
+    if foreign:
+        raise ValueError(f"--out {out}: holds {', '.join(foreign[:3])}, which ncf report did not write; "
+                         "the report replaces the whole folder, so give a folder of its own")
 
 
 def aggregate(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
@@ -277,8 +400,13 @@ def seeds_figure(df: pd.DataFrame, metric: str, path: Path) -> None:
 
 
 def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@10"),
-          vary: list[str] | None = None, ranks_of=None, resamples: int = 10_000) -> str:
-    """Write out/experiments.md and one PNG per study; return the markdown.
+          vary: list[str] | None = None, ranks_of=None, resamples: int = 10_000, lock_of=None,
+          force: bool = False) -> str:
+    """Write the folder `out` whole: experiments.md and one PNG per study; return the markdown.
+
+    With `lock_of(rev)` (a revision's parsed dvc.lock, or None), a row whose evaluate stage did
+    not run for its params is left out and named below the table (`not_computed`). Unless
+    `force`, a report in `out` made from more runs than this one is not replaced (ReplaceError).
 
     With `vary`, only the baseline and the experiments that differ from it in those params (or
     the seed) are reported. When they differ in the seed alone, the figure is `seeds.png`: every
@@ -286,9 +414,18 @@ def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@1
     ranks frame), each configuration gets NeuMF's paired test against the default one, and a
     seeds-only report every model's paired test against NeuMF.
     """
+    out = Path(out)
+    _check_folder(out)
     df = collect(exp_show)
     if df.empty:
         raise ValueError("no finished experiments with metrics/evaluate.json in `dvc exp show`")
+    notes: list[str] = []
+    if lock_of is not None:
+        df, notes = not_computed(df, lock_of)
+        if df.empty:
+            raise ValueError("no experiment computed its own test metrics (" + "; ".join(
+                n.removeprefix("- ") for n in notes) + ")")
+    df = df.drop(columns="_params")
     if vary:
         df = only_varying(df, vary)
     metrics = [m for m in metrics if m in df]
@@ -300,6 +437,32 @@ def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@1
     if ranks_of is not None and studies:
         summary["NeuMF vs. default: HR@10; NDCG@10 (B - A, 95% CI, p)"] = against_default(df, summary, ranks_of,
                                                                                          resamples)
+    runs = int(summary["seeds"].sum())
+    before = previous_runs(out)
+    if before is not None and before > runs and not force:
+        raise ReplaceError(f"--out {out}: holds a report made from {before} runs, this one has {runs}; "
+                           "pass --force to replace it, or give another --out")
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        text = _write(df, summary, studies, metrics, ranks_of, resamples, notes, runs, tmp)
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            out.rename(old)
+        try:
+            tmp.rename(out)
+        except OSError:
+            if old.exists():
+                old.rename(out)  # the earlier report stays as it was
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return text
+
+
+def _write(df, summary, studies, metrics, ranks_of, resamples, notes, runs, out: Path) -> str:
     text = "# Experiments\n\n" + markdown(summary, studies, metrics) + "\n"
     if not studies and ranks_of is not None:
         text += "\n" + models_table(df, ranks_of, resamples)
@@ -316,9 +479,9 @@ def build(exp_show: list[dict], out: Path, metrics=("neumf.hr@10", "neumf.ndcg@1
         name = study.removeprefix("params.").replace(".", "_")
         study_figure(summary, study, [s for s in studies if s != study], metrics[0], out / f"{name}.png")
         text += f"\n![{study}]({name}.png)\n"
-    from ncf.io import output_file
-
-    with output_file(out / "experiments.md") as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    if notes:
+        text += "\nExperiments not in this report, or not checked:\n\n" + "\n".join(notes) + "\n"
+    text += f"\n<!-- ncf report: {runs} runs -->\n"
+    (out / "experiments.md").write_text(text, encoding="utf-8")
     return text
 
