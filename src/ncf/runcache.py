@@ -79,7 +79,8 @@ def push(remote: str | None = None) -> Shared:
             # No dest_index: DVC's record of the remote would take a manifest there for its files.
             with TqdmCallback(desc=f"Pushing to {odb.fs.unstrip_protocol(odb.path)}", unit="file") as cb:
                 result = repo.cloud.transfer(cache, odb, objs, cache_odb=cache, callback=cb)
-            sent += len(result.transferred)
             there = set(odb.oids_exist({obj.value for obj in objs}))
+            # (DVC counts a manifest it held back, its files being incomplete, as transferred.)
+            sent += len({obj.value for obj in result.transferred} & there)
             missing += sorted({obj.obj_name or obj.value for obj in objs if obj.value not in there})
     return Shared(len(entries), sent, tuple(missing))
