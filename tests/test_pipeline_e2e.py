@@ -3,9 +3,13 @@
 The copy lives in a temporary git repository; the dataset is configured as the `local` source
 (GroupLens and the package index are never asked). It checks what a user does: `dvc repro`
 from nothing, a second `dvc repro` that runs nothing, `dvc exp run -S num_negatives=2` that
-reruns training but not download or split, `dvc metrics diff` and `dvc exp show`, and `dvc push` /
-`dvc pull` through a local remote.
-"""
+reruns training but not download or split, `dvc metrics diff` and `dvc exp show`, a refused
+param, Ctrl-C and the printed restore command, `dvc push` / `dvc pull` through a local remote,
+and docs/remotes.md's `ncf share` recipe for a team.
+
+The project is reproduced once per module (`reproduced`), and each test starts from its last
+commit (`project`), so any test passes alone or in any order; `neg2` runs that experiment once
+for the tests that need it."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +68,18 @@ def run(cmd: list[str], cwd: Path) -> str:
     return out
 
 
+@dataclass
+class Reproduced:
+    path: Path
+    out: str  # what the first `dvc repro` printed
+    status: str  # `git status --porcelain` right after it, before the commit
+    run_cache: int  # stages with an entry in DVC's run cache (one folder each under runs/xx/) then
+
+
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def reproduced(tmp_path_factory) -> Reproduced:
+    """The project, reproduced once from nothing with `dvc repro` and committed: every test
+    starts from this commit (through `project`), whichever runs first or alone."""
     repo = tmp_path_factory.mktemp("ncf-e2e")
     for name in PROJECT_FILES:
         src = ROOT / name
@@ -84,17 +100,47 @@ def project(tmp_path_factory) -> Path:
     run(["dvc", "init", "-q"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "project"], repo)
-    return repo
+    out = run(["dvc", "repro"], repo)
+    status = run(["git", "status", "--porcelain"], repo)
+    runs = repo / ".dvc" / "cache" / "runs"
+    run_cache = len({entry.parent for entry in runs.rglob("*") if entry.is_file()})
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline run"], repo)
+    return Reproduced(repo, out, status, run_cache)
+
+
+def back_to_head(repo: Path) -> None:
+    """Every file as the last commit has it, DVC's outputs too (git's index first forgets what
+    it knew of the files, so that a stale stat cache cannot keep an old one)."""
+    if run(["git", "status", "--porcelain"], repo).strip():
+        run(["git", "rm", "-rqf", "--cached", "."], repo)
+        run(["git", "reset", "-q", "--hard", "HEAD"], repo)
+        run(["dvc", "checkout", "-q"], repo)
+    assert not run(["git", "status", "--porcelain"], repo).strip()
+
+
+@pytest.fixture
+def project(reproduced) -> Path:
+    """The reproduced project, its workspace back at the last commit."""
+    back_to_head(reproduced.path)
+    return reproduced.path
+
+
+@pytest.fixture(scope="module")
+def neg2(reproduced) -> str:
+    """The experiment `neg2` (num_negatives=2), run once from the committed baseline; what
+    `dvc exp run` printed. The workspace holds it until the next test's `project`."""
+    back_to_head(reproduced.path)
+    return run(["dvc", "exp", "run", "-n", "neg2", "-S", "num_negatives=2"], reproduced.path)
 
 
 def stages_run(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
-def test_repro_from_nothing_writes_metrics_and_plots(project):
-    out = run(["dvc", "repro"], project)
-    assert stages_run(out) == {"validate", "download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf",
-                               "baselines", "evaluate", "plot"}
+def test_repro_from_nothing_writes_metrics_and_plots(reproduced, project):
+    assert stages_run(reproduced.out) == {"validate", "download", "split", "pretrain_gmf", "pretrain_mlp",
+                                          "train_neumf", "baselines", "evaluate", "plot"}
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     assert list(metrics) == ["neumf", "gmf", "mlp", "popularity", "ease", "ials", "itemknn"]
     for model, values in metrics.items():
@@ -119,14 +165,10 @@ def test_repro_from_nothing_writes_metrics_and_plots(project):
     assert sample.count("## User ") == 5 and "Held out: Movie " in sample
     for png in ("training_curves.png", "models.png"):
         assert (project / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # Every stage left an entry in DVC's run cache (one folder per stage under runs/xx/).
-    runs = project / ".dvc" / "cache" / "runs"
-    assert len({entry.parent for entry in runs.rglob("*") if entry.is_file()}) == 9
-    # Nothing DVC caches is left for git to commit.
-    status = run(["git", "status", "--porcelain"], project)
-    assert ".parquet" not in status and ".pt" not in status
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "baseline run"], project)
+    # Every stage left an entry in DVC's run cache.
+    assert reproduced.run_cache == 9
+    # Nothing DVC caches was left for git to commit.
+    assert ".parquet" not in reproduced.status and ".pt" not in reproduced.status
 
 
 def test_second_repro_runs_nothing(project):
@@ -177,8 +219,18 @@ def test_a_bad_or_unknown_param_stops_dvc_before_any_output_is_removed(project):
     assert stages_run(run(["dvc", "repro"], project)) == set()
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "kill -9 of the stage"])
+def torch_is_loading(pid: int) -> bool:
+    """Whether the process has mapped torch's libraries: it is in `import torch`, or past it."""
+    try:
+        return "torch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c while the stage imports torch", "kill -9 of the stage"])
 def test_an_interrupted_dvc_repro_then_the_printed_command_brings_back_every_output(project, how):
+    import psutil
+
     before = {path: (project / path).read_bytes() for path in OUTPUTS}
     committed = (project / "params.yaml").read_text()
     longer = committed.replace("max_epochs: 8", "max_epochs: 100000").replace("patience: 3", "patience: 100000")
@@ -188,31 +240,48 @@ def test_an_interrupted_dvc_repro_then_the_printed_command_brings_back_every_out
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             # as Ctrl-C does: SIGINT to dvc and its stage, with the default disposition
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    seen, training, deadline = [], None, time.monotonic() + 120
-    for line in proc.stdout:
-        seen.append(line)
-        training = re.match(r"\[(gmf|mlp)\] epoch 2:", line)
-        if training or time.monotonic() > deadline:
-            break
-    if how == "ctrl-c":
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(proc.stdout), daemon=True)
+    reader.start()
+
+    def stage_processes():
+        return [p for p in psutil.Process(proc.pid).children(recursive=True)
+                if any(part.startswith("stages/pretrain_") for part in p.cmdline())]
+
+    deadline, stage, training = time.monotonic() + 120, None, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if how == "ctrl-c while the stage imports torch":
+                stage = next((p for p in stage_processes() if torch_is_loading(p.pid)), None)
+                if stage:
+                    # Before the stage's first log line: the signal lands in its imports.
+                    assert not any(line.startswith(("[gmf]", "[mlp]")) for line in seen), seen
+                    training = re.search(r"pretrain_(gmf|mlp)", " ".join(stage.cmdline()))
+                    break
+            else:
+                training = next(filter(None, (re.match(r"\[(gmf|mlp)\] epoch 2:", line) for line in seen)), None)
+                if training:
+                    break
+        except psutil.Error:
+            pass  # a process that ended while we looked
+        time.sleep(0.01)
+    if how.startswith("ctrl-c"):
         os.killpg(proc.pid, signal.SIGINT)
     else:  # only the stage's python process, as the OOM killer would
-        import psutil
-
-        stage = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                 if any(part.startswith("stages/pretrain_") for part in p.cmdline())]
+        stage = stage_processes()
         assert stage, "no training stage process found"
         for p in stage:
             p.kill()
-    out = "".join(seen) + proc.communicate(timeout=120)[0]
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    out = "".join(seen)
     assert proc.returncode != 0 and training, out
     assert not (project / f"models/{training.group(1)}.pt").exists()  # DVC removed it before the stage ran
     assert "Traceback" not in out, out
     message = [line for line in out.splitlines() if line.startswith("interrupted: ")]
-    if how == "ctrl-c":  # the stage says what happened and how to go back
+    if how.startswith("ctrl-c"):  # the stage says what happened and how to go back
         assert len(message) == 1, out
-        restore = re.search(r"`(git checkout [^`]+)`", message[0]).group(1)
-        assert restore == RESTORE
+        assert f"`{RESTORE}`" in message[0]
     else:  # a killed process says nothing: docs/troubleshooting.md gives the same command
         assert not message
         assert RESTORE in (ROOT / "docs" / "troubleshooting.md").read_text()
@@ -223,19 +292,42 @@ def test_an_interrupted_dvc_repro_then_the_printed_command_brings_back_every_out
     assert stages_run(run(["dvc", "repro"], project)) == set()
 
 
-def test_exp_run_reruns_training_only_and_metrics_diff_shows_it(project):
-    out = run(["dvc", "exp", "run", "-n", "neg2", "-S", "num_negatives=2"], project)
-    ran = stages_run(out)
+def test_the_printed_command_restores_after_a_refused_experiment(project, neg2):
+    # Issue 22: an experiment restored from the run cache, then at once one that `validate`
+    # refuses. `dvc exp run` can leave git's index holding the committed blob of a file with the
+    # stat of another version of it (same size, same second), so that a plain
+    # `git checkout HEAD -- ...` took the file for unchanged and kept the experiment's.
+    committed = {path: run(["git", "show", f"HEAD:{path}"], project)
+                 for path in ("params.yaml", "dvc.lock", "metrics/evaluate.json", "metrics/pretrain_gmf.json",
+                              "metrics/pretrain_mlp.json", "plots/curves/gmf.tsv", "plots/curves/neumf.tsv")}
+    models = {path: (project / path).read_bytes() for path in ("models/gmf.pt", "models/neumf.pt")}
+    out = run(["dvc", "exp", "run", "-S", "num_negatives=2"], project)
+    assert stages_run(out) == set(), out  # neg2's outputs, from the run cache
+    out = dvc_fails(["dvc", "exp", "run", "-S", "num_negatives=0"], project)
+    assert "error: num_negatives: 0 is not allowed" in out and stages_run(out) == {"validate"}, out
+    subprocess.run(RESTORE, shell=True, cwd=project, env=dvc_env("t", "t@t"), check=True, capture_output=True)
+    for path, text in committed.items():
+        assert (project / path).read_text() == text, f"{path} is not the committed one"
+    for path, content in models.items():
+        assert (project / path).read_bytes() == content, f"{path} is not the committed one"
+    assert not run(["git", "status", "--porcelain"], project).strip()
+    assert stages_run(run(["dvc", "repro"], project)) == set()
+
+
+def test_exp_run_reruns_training_only_and_metrics_diff_shows_it(project, neg2):
+    ran = stages_run(neg2)
     assert {"pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate"} <= ran
     assert not ran & {"download", "split"}
 
+    run(["dvc", "exp", "apply", "neg2"], project)
     diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project))
     neumf = diff["metrics/evaluate.json"]["neumf.hr@10"]
     assert set(neumf) >= {"old", "new"}
     committed = json.loads(run(["git", "show", "HEAD:metrics/evaluate.json"], project))
     assert neumf["old"] == committed["neumf"]["hr@10"]
 
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], project))
+    # (--all-commits: another test may have committed a remote since neg2 ran on its commit.)
+    shown = json.loads(run(["dvc", "exp", "show", "--json", "--all-commits"], project))
     names = {exp.get("name") for rev in shown for exp in (rev.get("experiments") or [])}
     assert "neg2" in names
 
@@ -245,11 +337,12 @@ def test_exp_run_reruns_training_only_and_metrics_diff_shows_it(project):
     assert "hr@10" in out and "ndcg@10" in out
 
 
-def test_going_back_to_params_already_run_restores_instead_of_training(project):
+def test_going_back_to_params_already_run_restores_instead_of_training(project, neg2):
     # The workspace holds the neg2 experiment; going back to the committed params must check
     # every output out of the run cache: no stage runs, and the committed metrics come back.
+    run(["dvc", "exp", "apply", "neg2"], project)
     committed = yaml.safe_load(run(["git", "show", "HEAD:params.yaml"], project))["num_negatives"]
-    out = run(["dvc", "exp", "run", "-n", "back", "-S", f"num_negatives={committed}"], project)
+    out = run(["dvc", "exp", "run", "-S", f"num_negatives={committed}"], project)
     assert stages_run(out) == set(), out
     for stage in ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "plot"):
         assert f"Stage '{stage}' is cached - skipping run" in out, stage
@@ -259,10 +352,8 @@ def test_going_back_to_params_already_run_restores_instead_of_training(project):
 
 def test_push_and_pull_give_back_every_artefact(project, tmp_path):
     remote = tmp_path / "remote"
-    run(["git", "checkout", "--", "."], project)  # back to the committed baseline
-    run(["dvc", "checkout", "-q"], project)
     run(["dvc", "remote", "add", "-d", "store", str(remote)], project)
-    run(["git", "commit", "-qam", "remote"], project)
+    run(["git", "commit", "-qm", "remote", ".dvc/config"], project)
     run(["dvc", "push"], project)
 
     clone = tmp_path / "clone"
@@ -275,37 +366,63 @@ def test_push_and_pull_give_back_every_artefact(project, tmp_path):
     assert stages_run(run(["dvc", "repro"], clone)) == set()
 
 
-def test_a_teammates_experiment_restores_from_the_remote_instead_of_training(project, tmp_path):
-    # Clone A ran neg2 and pushes it with the run cache; clone B, which never ran it, gets every
-    # output back from the remote with `dvc exp run --pull`, without training anything.
-    url = run(["dvc", "remote", "list"], project).split()[1]  # the committed remote of the test above
-    run(["dvc", "exp", "apply", "neg2"], project)  # neg2's files, .dvc/config included (no remote yet)
-    neg2 = (project / "metrics/evaluate.json").read_text()
-    run(["dvc", "remote", "add", "--local", "shared", url], project)
-    run(["dvc", "push", "--run-cache", "-r", "shared"], project)
-    # `dvc push --run-cache` is not enough: the entries name metrics and curves it did not push.
-    clone = tmp_path / "without"
-    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
-    run(["dvc", "pull", "--run-cache"], clone)
-    assert "Running stage 'pretrain_gmf'" in run(["dvc", "exp", "run", "--pull", "-S", "num_negatives=2"], clone)
-    # `ncf share` pushes them too.
-    out = run([sys.executable, "-m", "ncf", "share", "-r", "shared"], project)
-    assert re.match(r"\d+ run-cache entries and \d+ outputs pushed", out), out
-    run(["git", "checkout", "--", "."], project)
-    run(["dvc", "checkout", "-q"], project)
+# docs/remotes.md's recipe for a team, command by command, as the test below runs it.
+RECIPE = ["dvc remote add -d team ", "git commit -m \"DVC remote\" .dvc/config",  # once, committed
+          "ncf share",  # where the experiments ran
+          "dvc pull --run-cache", "dvc exp run --pull -S num_negatives=2"]  # in a teammate's clone
 
+
+def test_a_teammates_experiments_restore_from_the_remote_instead_of_training(project, neg2, tmp_path):
+    # docs/remotes.md's recipe as written, from an empty remote and with no `dvc push` before
+    # `ncf share`: a teammate's clone gets the defaults and every experiment run here from the
+    # remote, directories included, without training anything.
+    doc = (ROOT / "docs" / "remotes.md").read_text()
+    at = 0
+    for command in RECIPE:  # in this order
+        at = doc.find(command, at)
+        assert at >= 0, f"docs/remotes.md no longer says `{command}` where this test runs it"
+    remote = tmp_path / "team"
+    run(["dvc", "remote", "add", "-d", "team", str(remote)], project)
+    run(["git", "commit", "-qm", "DVC remote", ".dvc/config"], project)
+    # An experiment that changes a directory output (models/baselines), beside neg2.
+    out = run(["dvc", "exp", "run", "-n", "knn10", "-S", "itemknn.k=[10]"], project)
+    assert stages_run(out) == {"validate", "baselines", "evaluate", "plot"}, out
+    knn10 = {path: (project / path).read_bytes() for path in
+             ("metrics/evaluate.json", "models/baselines/itemknn.pt", "models/baselines/ease.pt")}
+
+    out = run(["ncf", "share"], project)
+    assert re.match(r"\d+ run-cache entries and \d+ objects pushed; the remote holds every output they name",
+                    out), out
+    # Never a directory's manifest without its files.
+    manifests = list((remote / "files" / "md5").glob("*/*.dir"))
+    assert len(manifests) >= 3  # data/split and both models/baselines
+    for manifest in manifests:
+        for entry in json.loads(manifest.read_text()):
+            assert (remote / "files" / "md5" / entry["md5"][:2] / entry["md5"][2:]).is_file(), (manifest, entry)
+
+    # A teammate: the committed defaults, then neg2, restored.
     clone = tmp_path / "teammate"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
     run(["dvc", "pull", "--run-cache"], clone)
+    assert stages_run(run(["dvc", "repro"], clone)) == set()
     out = run(["dvc", "exp", "run", "--pull", "-S", "num_negatives=2"], clone)
     assert stages_run(out) == set(), out
     assert "Stage 'train_neumf' is cached - skipping run" in out
-    assert (clone / "metrics/evaluate.json").read_text() == neg2
+    assert (clone / "metrics/evaluate.json").read_bytes() == run_bytes(project, "neg2", "metrics/evaluate.json")
     assert (clone / "models/neumf.pt").read_bytes() == run_bytes(project, "neg2", "models/neumf.pt")
+    # Another teammate: knn10, whose models/baselines is a directory the remote holds whole.
+    clone = tmp_path / "teammate2"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "pull", "--run-cache"], clone)
+    out = run(["dvc", "exp", "run", "--pull", "-S", "itemknn.k=[10]"], clone)
+    assert stages_run(out) == set(), out
+    assert "Stage 'baselines' is cached - skipping run" in out
+    for path, content in knn10.items():
+        assert (clone / path).read_bytes() == content, path
 
 
 def run_bytes(repo: Path, rev: str, path: str) -> bytes:
-    """A DVC-tracked file's bytes at a revision or experiment, through dvc.api."""
+    """A file's bytes at a revision or experiment, through dvc.api (DVC-tracked or in git)."""
     import dvc.api
 
     return dvc.api.read(path, repo=str(repo), rev=rev, mode="rb")

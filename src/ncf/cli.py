@@ -230,12 +230,13 @@ def share(args) -> None:
     from ncf.runcache import push
 
     try:
-        entries, sent, missing = push(args.remote)
+        shared = push(args.remote)
     except DvcException as exc:
         text = " ".join(line.strip() for line in str(exc).strip().splitlines()) or type(exc).__name__
         raise CliError(f"cannot push the run cache: {text}") from None
-    print(f"{entries} run-cache entries and {sent} outputs pushed"
-          + (f"; {missing} outputs named by old entries are no longer in the local cache" if missing else ""))
+    if shared.missing:
+        raise CliError(shared.summary())
+    print(shared.summary())
 
 
 def review(args) -> None:

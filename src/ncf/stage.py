@@ -29,7 +29,31 @@ def parser(doc: str) -> argparse.ArgumentParser:
 # metrics and plot data; DVC's cache the models and data that dvc.lock names.
 # From HEAD, not from git's index: the project's `core.autostage` stages dvc.lock after every
 # successful `dvc repro`, and `git checkout --` alone would restore that run, not the commit.
-RESTORE = "git checkout HEAD -- params.yaml dvc.lock metrics plots && dvc checkout"
+# The paths leave git's index first (`rm --cached`: the files stay): `dvc exp run` can leave an
+# index entry with HEAD's blob but the stat of a file that differs from it (same size, same
+# second), and `git checkout HEAD --` then skips the file as up to date (issue 22).
+_PATHS = "params.yaml dvc.lock metrics plots"
+RESTORE = (f"git rm -rqf --cached --ignore-unmatch -- {_PATHS} && git checkout HEAD -- {_PATHS} "
+           "&& dvc checkout")
+
+
+def _say_interrupted() -> None:
+    if os.environ.get("RANK", "0") == "0":  # data-parallel ranks fail together; rank 0 says why
+        print(f"interrupted: nothing was left half-written, but under DVC this stage's previous outputs "
+              f"were removed before it ran; `dvc repro` finishes the run, or `{RESTORE}` "
+              "goes back to the last commit's outputs", file=sys.stderr, flush=True)
+
+
+def exit_interrupted(signum=None, frame=None):
+    """Ctrl-C or SIGTERM before `run` took over: stages/_bootstrap.py routes them here, so a
+    signal during the stage script's imports ends it with the one line, not a traceback."""
+    _say_interrupted()
+    os._exit(130)  # nothing is written yet; a KeyboardInterrupt here would unwind through torch's imports
+
+
+def _catch(signum: int, handler) -> None:
+    if signal.getsignal(signum) != signal.SIG_IGN:  # ignored by the parent (a background job): keep it so
+        signal.signal(signum, handler)
 
 
 def _interrupt(signum, frame):
@@ -46,7 +70,8 @@ def _restore_hint() -> str:
 
 
 def run(main: Callable[[], None]) -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
+    _catch(signal.SIGINT, signal.default_int_handler)
+    _catch(signal.SIGTERM, _interrupt)
     speaks = os.environ.get("RANK", "0") == "0"  # data-parallel ranks fail together; rank 0 says why
     try:
         main()
@@ -55,10 +80,7 @@ def run(main: Callable[[], None]) -> None:
             print(f"error: {exc}{_restore_hint()}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        if speaks:
-            print(f"interrupted: nothing was left half-written, but under DVC this stage's previous outputs "
-                  f"were removed before it ran; `dvc repro` finishes the run, or `{RESTORE}` "
-                  "goes back to the last commit's outputs", file=sys.stderr)
+        _say_interrupted()
         sys.exit(130)
 
 
