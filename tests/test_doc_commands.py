@@ -232,19 +232,9 @@ def wait_for_the_queue(repo: Path, timeout_s: int = 1200) -> None:
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Path:
     """A committed copy of the project with cheap training settings (tests/test_pipeline_e2e.py's)."""
-    from test_pipeline_e2e import PROJECT_FILES, synthetic_ml100k_zip
+    from test_pipeline_e2e import copy_project, synthetic_ml100k_zip
 
-    import shutil
-
-    repo = tmp_path_factory.mktemp("doc-commands")
-    for name in dict.fromkeys([*PROJECT_FILES, "input"]):  # input/: the download stage's dependency
-        src = ROOT / name
-        if not src.exists():
-            continue
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, repo / name)
+    repo = copy_project(tmp_path_factory.mktemp("doc-commands"))
     zip_path = synthetic_ml100k_zip(tmp_path_factory.mktemp("source") / "ml-100k.zip")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(sources=["local"], local_zip=str(zip_path), verify=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +23,9 @@ import yaml
 
 from benchmarks.env import dvc_env
 from ncf.stage import RESTORE
+from tests.test_pipeline_e2e import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock", ".dvcignore", ".gitignore",
-                 "src", "stages", "input"]
 CHEAP = {"train": {"max_epochs": 4, "patience": 2, "batch_size": 512}, "gmf": {"dim": 8, "lr": 0.05, "l2": 0.0},
          "mlp": {"dim": 8, "layers": [16, 8], "lr": 0.01}, "ease": {"l2": [100]},
          "ials": {"factors": [8], "regularization": [1.0], "iterations": 3}, "itemknn": {"k": [10]}}
@@ -81,17 +79,6 @@ def interactions(week: int, users: int = 30, per_user: int = 6, seed: int = 0) -
 
 def digests(project: Path) -> dict[str, bytes]:
     return {name: (project / name).read_bytes() for name in OUTPUTS}
-
-
-def copy_project(repo: Path) -> Path:
-    repo.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, repo / name)
-    return repo
 
 
 @pytest.fixture(scope="module")

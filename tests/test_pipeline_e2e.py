@@ -37,9 +37,21 @@ from ncf.stage import RESTORE
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock", ".dvcignore", ".gitignore",
-                 "src", "stages"]
+                 "src", "stages", "input"]
 
 pytestmark = pytest.mark.slow
+
+
+def copy_project(repo: Path, extra: tuple[str, ...] = ()) -> Path:
+    """The project's files (PROJECT_FILES and `extra`), copied from this checkout into `repo`."""
+    repo.mkdir(parents=True, exist_ok=True)
+    for name in (*PROJECT_FILES, *extra):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, repo / name)
+    return repo
 
 
 def synthetic_ml100k_zip(path: Path, num_users=40, num_items=60, per_user=15, seed=0) -> Path:
@@ -80,13 +92,7 @@ class Reproduced:
 def reproduced(tmp_path_factory) -> Reproduced:
     """The project, reproduced once from nothing with `dvc repro` and committed: every test
     starts from this commit (through `project`), whichever runs first or alone."""
-    repo = tmp_path_factory.mktemp("ncf-e2e")
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, repo / name)
+    repo = copy_project(tmp_path_factory.mktemp("ncf-e2e"))
     zip_path = synthetic_ml100k_zip(tmp_path_factory.mktemp("source") / "ml-100k.zip")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(sources=["local"], local_zip=str(zip_path), verify=False)
@@ -185,7 +191,7 @@ def dvc_fails(cmd: list[str], cwd: Path) -> str:
 
 OUTPUTS = ["models/gmf.pt", "models/select/gmf.pt", "metrics/pretrain_gmf.json", "plots/curves/gmf.tsv",
            "models/neumf.pt", "metrics/evaluate.json", "data/evaluate/ranks.parquet", "plots/samples.md",
-           "plots/models.png", "data/split/train.parquet", "data/raw/ratings.parquet"]
+           "plots/models.png", "data/split/train.parquet", "data/raw/interactions.parquet"]
 
 
 def test_a_bad_or_unknown_param_stops_dvc_before_any_output_is_removed(project):
@@ -359,7 +365,7 @@ def test_push_and_pull_give_back_every_artefact(project, tmp_path):
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
     run(["dvc", "pull"], clone)
-    for path in ("data/raw/ratings.parquet", "data/split/train.parquet", "models/neumf.pt",
+    for path in ("data/raw/interactions.parquet", "data/split/train.parquet", "models/neumf.pt",
                  "data/evaluate/ranks.parquet"):
         assert (clone / path).read_bytes() == (project / path).read_bytes(), path
     assert "up to date" in run(["dvc", "status"], clone)

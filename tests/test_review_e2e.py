@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from benchmarks.env import dvc_env
-from tests.test_pipeline_e2e import PROJECT_FILES, ROOT, synthetic_ml100k_zip
+from tests.test_pipeline_e2e import ROOT, copy_project, synthetic_ml100k_zip
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -41,13 +41,7 @@ def ncf(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
 def two_commits(tmp_path_factory) -> Path:
     """main: the defaults (made small); branch change: num_negatives 2; both reproduced and pushed
     to a local remote (`store`, committed on main); the workspace is on `change`."""
-    repo = tmp_path_factory.mktemp("ncf-review")
-    for name in dict.fromkeys(PROJECT_FILES + ["ci", "input"]):  # input/: the download stage's dependency
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, repo / name)
+    repo = copy_project(tmp_path_factory.mktemp("ncf-review"), extra=("ci",))
     zip_path = synthetic_ml100k_zip(tmp_path_factory.mktemp("source") / "ml-100k.zip")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(sources=["local"], local_zip=str(zip_path), verify=False)

@@ -37,8 +37,16 @@ RESTORE = (f"git rm -rqf --cached --ignore-unmatch -- {_PATHS} && git checkout H
            "&& dvc checkout")
 
 
+def _speaks() -> bool:
+    """Data-parallel ranks fail together, so one says why: rank 0, or, on several machines, the
+    first process on the one DVC runs (whatever its rank; see ncf.distributed.writer_rank)."""
+    if "DVC_STAGE" in os.environ and "LOCAL_RANK" in os.environ:
+        return os.environ["LOCAL_RANK"] == "0"
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _say_interrupted() -> None:
-    if os.environ.get("RANK", "0") == "0":  # data-parallel ranks fail together; rank 0 says why
+    if _speaks():
         print(f"interrupted: nothing was left half-written, but under DVC this stage's previous outputs "
               f"were removed before it ran; `dvc repro` finishes the run, or `{RESTORE}` "
               "goes back to the last commit's outputs", file=sys.stderr, flush=True)
@@ -72,7 +80,7 @@ def _restore_hint() -> str:
 def run(main: Callable[[], None]) -> None:
     _catch(signal.SIGINT, signal.default_int_handler)
     _catch(signal.SIGTERM, _interrupt)
-    speaks = os.environ.get("RANK", "0") == "0"  # data-parallel ranks fail together; rank 0 says why
+    speaks = _speaks()
     try:
         main()
     except USER_ERRORS as exc:
