@@ -39,6 +39,7 @@ SOURCES = ("grouplens", "local", "pypi")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adam")
 BACKENDS = ("auto", "gloo", "nccl")
+RECOMMENDERS = ("neumf", "gmf", "mlp")  # checkpoints the recommend stage can serve (models/<name>.pt)
 
 
 # Range checks: (predicate, text shown to the user).
@@ -139,6 +140,12 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class RecommendParams:
+    k: int = field(default=10, metadata={"rule": AT_LEAST_1})
+    model: str = field(default="neumf", metadata={"choices": RECOMMENDERS})
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = field(default=0, metadata={"rule": NON_NEGATIVE})
     num_negatives: int = field(default=8, metadata={"rule": AT_LEAST_1})
@@ -154,6 +161,7 @@ class Params:
     ials: IALSParams = IALSParams()
     itemknn: ItemKNNParams = ItemKNNParams()
     evaluate: EvaluateParams = EvaluateParams()
+    recommend: RecommendParams = RecommendParams()
 
     def to_dict(self) -> dict:
         """Plain dict (lists, not tuples) for checkpoints and logs."""
