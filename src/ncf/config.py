@@ -137,6 +137,8 @@ class ItemKNNParams:
 class EvaluateParams:
     ks: tuple[int, ...] = field(default=(5, 10, 20), metadata={"rule": AT_LEAST_1})
     chunk_users: int = field(default=1024, metadata={"rule": AT_LEAST_1})
+    valid_users: int = field(default=0, metadata={"rule": NON_NEGATIVE})
+    valid_every: int = field(default=1, metadata={"rule": AT_LEAST_1})
 
 
 @dataclass(frozen=True)
