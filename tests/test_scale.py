@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks.scale import main as scale_main
 from ncf.movielens import load_release
@@ -29,7 +30,7 @@ def test_synthetic_release_parses_like_ml25m_and_keeps_movielens_rules(tmp_path)
 
 def test_scale_bench_measures_every_step_at_every_size(tmp_path):
     scale_main(["--sizes", "3000", "6000", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                "--batch-size", "4096"])
+                "--batch-size", "4096", "--recommend-users", "0"])
     report = json.loads((tmp_path / "out" / "scale.json").read_text())
     rows = {(round(row["interactions"], -3), row["step"]): row for row in report["rows"]}
     assert set(rows) == {(k, s) for k in (3000, 6000) for s in ("parse", "split", "gmf_epoch", "eval")}
@@ -40,3 +41,12 @@ def test_scale_bench_measures_every_step_at_every_size(tmp_path):
         if row["step"] == "gmf_epoch":
             assert np.isfinite(row["loss"]) and row["samples"] > 4 * row["interactions"] * 0.9
     assert (tmp_path / "out" / "scale.png").stat().st_size > 10_000
+
+
+def test_the_recommend_row_ranks_the_bounded_users_at_the_shape_asked(tmp_path):
+    scale_main(["--sizes", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+                "--recommend-users", "100", "--recommend-shape", "500", "2000"])
+    row = json.loads((tmp_path / "out" / "scale.json").read_text())["recommend"]
+    assert (row["users"], row["items"], row["ranked"], row["k"]) == (500, 2000, 100, 10)
+    assert row["seconds_per_1000_users"] == pytest.approx(10 * row["seconds"], abs=0.1)
+    assert row["peak_rss_mb"] > 0

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 BAR_DELAY_S = 2.0       # a bar appears only for work that has run this long
 LINE_INTERVAL_S = 30.0  # at most one log line per this many seconds of one piece of work
-# A log line: "[ncf] mlp validation: 5120/65016 users (8%), 00:31 elapsed, about 05:59 left, 165.2 users/s"
+# A log line: "[ncf] mlp validation, epoch 3: 5.12k/65.0k users (8%), 00:31 elapsed, about 05:59 left,  165users/s"
 LINE_FORMAT = ("[ncf] {desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {elapsed} elapsed, "
                "about {remaining} left, {rate_fmt}")
 
@@ -79,10 +79,11 @@ def progress(iterable: Iterable | None = None, desc: str = "", total: int | None
     stream = stream or sys.stderr
     if not enabled:
         return tqdm(iterable, total=total, disable=True)
+    big = (total or 0) >= 10_000  # 2.94M/8.83M samples; small counts stay whole numbers
     if line_mode(stream):
         return _LineBar(iterable, desc=desc, total=total, unit=unit, file=_Lines(stream), ascii=True,
                         mininterval=LINE_INTERVAL_S, maxinterval=LINE_INTERVAL_S, miniters=1,
                         bar_format=LINE_FORMAT if total or hasattr(iterable, "__len__") else None,
-                        leave=True)
+                        unit_scale=big, leave=True)
     return tqdm(iterable, desc=desc, total=total, unit=unit, file=stream, delay=BAR_DELAY_S, leave=False,
-                dynamic_ncols=True)
+                dynamic_ncols=True, unit_scale=big)
