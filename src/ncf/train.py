@@ -266,13 +266,14 @@ class TrainLoop:
         per_chunk = -(-largest_shard // self.chunks)
         self.steps = max(1, -(-per_chunk * (1 + num_negatives) // self.local_batch))
 
-    def train(self, epoch: int) -> float:
+    def train(self, epoch: int, what: str | None = None) -> float:
         """Train epoch `epoch` (numbered from 1) on this rank's shard; the mean loss over all ranks.
+        `what` names the run in the progress display (default: the model's name).
 
         A loss that is not finite, or above DIVERGED_LOSS, raises TrainingError naming the params.
         """
         generator = epoch_generator(self.seed, epoch, self.world.rank, self.device)
-        with progress(desc=f"{self.name} epoch {epoch}", total=len(self.users) * (1 + self.num_negatives),
+        with progress(desc=f"{what or self.name} epoch {epoch}", total=len(self.users) * (1 + self.num_negatives),
                       unit="samples", enabled=self.world.main) as bar:
             local = run_epoch(self.net, self.opt, self.users, self.items, self.sampler,
                               num_negatives=self.num_negatives, generator=generator, batch_size=self.local_batch,
@@ -426,7 +427,7 @@ def fit_epochs(
     epoch = 0
     for epoch in bar:
         start = time.perf_counter()
-        mean_loss = loop.train(epoch)
+        mean_loss = loop.train(epoch, what)
         history.append(history_row(epoch, round(mean_loss, 6)))
         loop.report(bar, what, epoch, f"loss {mean_loss:.4f}  {time.perf_counter() - start:.1f}s")
     bar.close()
