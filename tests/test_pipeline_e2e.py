@@ -31,7 +31,7 @@ from ncf.stage import RESTORE
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock", ".dvcignore", ".gitignore",
-                 "src", "stages"]
+                 "src", "stages", "input"]
 
 pytestmark = pytest.mark.slow
 
