@@ -11,6 +11,11 @@ memory (VmHWM, imports included) is its own:
   MovieLens-20M at 1 M; at batch 1,024 the dense Adam step over 14 M embedding weights,
   repeated 122 k times, would dominate);
 - eval: GMF full ranking of every user's test item over all movies, chunked by users.
+Then, once, at MovieLens-25M's shape (162,541 users x 59,047 movies; `--recommend-users`):
+- recommend: the recommend stage's ranking (`ncf.recommend.recommend`) with a randomly initialised
+  NeuMF of the default size, the seen mask of every user (153 random items each, as 25 M ratings
+  give), over the first `--recommend-users` users only: its time per thousand users predicts a
+  full run (a full run's output, K rows per user, adds about 30 MB at K = 10).
 Writes `scale.json` and `scale.png` (seconds and peak memory against interactions) to --out.
 
 Then `--ingest` (default 20,000,263 rows; 0 skips it, `--ingest-only` runs it alone) measures a
@@ -59,6 +64,43 @@ start = time.perf_counter()
 table = pyarrow.csv.read_csv(sys.argv[1])
 print(time.perf_counter() - start, table.num_rows)
 """
+ML25M_SHAPE = (162_541, 59_047)  # users, movies
+SEEN_PER_USER = 153               # 24.9 M ratings / 162,541 users
+
+
+def recommend_step(num_users: int, num_items: int, ranked: int, k: int = 10) -> dict:
+    """The recommend stage's ranking at a given shape, bounded to the first `ranked` users.
+
+    A randomly initialised NeuMF of the default size (GMF 64 with biases, MLP 64 -> 128, 64, 32):
+    its cost does not depend on what it learnt. Every user gets SEEN_PER_USER random seen items,
+    so the mask weighs what the stage's does.
+    """
+    from benchmarks.bench import peak_rss_mb
+    from ncf.evaluate import ItemMask
+    from ncf.models import NeuMF
+    from ncf.recommend import recommend
+
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    model = NeuMF(num_users, num_items, gmf_dim=64, gmf_biases=True, mlp_dim=64, layers=[128, 64, 32]).eval()
+    rng = np.random.default_rng(0)
+    seen_per_user = min(SEEN_PER_USER, num_items // 2)
+    users = np.repeat(np.arange(num_users, dtype=np.int64), seen_per_user)
+    items = rng.integers(0, num_items, len(users), dtype=np.int64)
+    seen = ItemMask(users, items, num_users)
+    del users, items
+    setup_s = time.perf_counter() - start
+    start, cpu = time.perf_counter(), time.process_time()
+    done, top, _ = recommend(model.score_all, np.arange(min(ranked, num_users)), seen, k, num_users,
+                             desc="recommend bench")
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert (top >= 0).all()
+    return {"users": num_users, "items": num_items, "ranked": len(done), "k": k, "setup_s": round(setup_s, 2),
+            "seconds": round(seconds, 2), "seconds_per_1000_users": round(1000 * seconds / len(done), 2),
+            # CPU seconds of all threads: on a shared machine, wall time overstates the work.
+            "cpu_seconds_per_1000_users": round(1000 * cpu / len(done), 2), "threads": torch.get_num_threads(),
+            "full_run_hours": round(num_users * seconds / len(done) / 3600, 2),
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def step(name: str, work: Path, batch_size: int) -> dict:
@@ -111,9 +153,10 @@ def step(name: str, work: Path, batch_size: int) -> dict:
     return out
 
 
-def run_step(name: str, work: Path, batch_size: int) -> dict:
+def run_step(name: str, work: Path, batch_size: int, *extra: str) -> dict:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--step", name, "--work", str(work),
-                           "--batch-size", str(batch_size)], env=module_env(), capture_output=True, text=True)
+                           "--batch-size", str(batch_size), *extra], env=module_env(), capture_output=True,
+                          text=True)
     if proc.returncode != 0:
         raise SystemExit(f"scale step {name} failed in {work}:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -226,7 +269,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=float, nargs="+", default=DEFAULT_SIZES, help="interactions per run")
+    p.add_argument("--sizes", type=float, nargs="*", default=DEFAULT_SIZES,
+                   help="interactions per run (none: only the recommend row)")
     p.add_argument("--work", type=Path, default=Path("/tmp/ncf-scale"), help="scratch folder for the zips")
     p.add_argument("--batch-size", type=int, default=262_144, help="GMF epoch batch (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("docs/scale"), help="folder for scale.json and scale.png")
@@ -236,7 +280,15 @@ def main(argv=None) -> None:
     p.add_argument("--ingest-only", action="store_true", help="run the ingest measurement alone")
     p.add_argument("--ingest-repeats", type=int, default=1, help="best of this many ingest runs (default: 1)")
     p.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
+    p.add_argument("--recommend-users", type=int, default=2048,
+                   help="users ranked by the recommend row at MovieLens-25M's shape (0: skip it; default: %(default)s)")
+    p.add_argument("--recommend-shape", type=int, nargs=2, default=ML25M_SHAPE, metavar=("USERS", "ITEMS"),
+                   help=argparse.SUPPRESS)
+    p.add_argument("--step", choices=(*STEPS, "recommend"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.step == "recommend":
+        print(json.dumps(recommend_step(*args.recommend_shape, args.recommend_users)))
+        return
     if args.step:
         print(json.dumps(step(args.step, args.work, args.batch_size)))
         return
@@ -262,12 +314,20 @@ def main(argv=None) -> None:
             rows.append({"interactions": n, "step": name, **result})
             print(f"{size:>11,}: {name:<10} {result['seconds']:>8.2f}s  peak {result['peak_rss_mb']:>8,.0f} MB",
                   file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "batch_size": args.batch_size}
+    if args.recommend_users:
+        users, items = args.recommend_shape
+        meta["recommend"] = run_step("recommend", args.work, args.batch_size, "--recommend-users",
+                                     str(args.recommend_users), "--recommend-shape", str(users), str(items))
+        rec = meta["recommend"]
+        print(f"recommend at {users:,} x {items:,}: {rec['seconds_per_1000_users']:.1f} s per 1,000 users, "
+              f"peak {rec['peak_rss_mb']:,.0f} MB", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
-    plot(rows, args.out / "scale.png")
-    print(f"wrote {args.out / 'scale.json'} and {args.out / 'scale.png'}", file=sys.stderr)
+    if rows:
+        plot(rows, args.out / "scale.png")
+    print(f"wrote {args.out / 'scale.json'}" + (f" and {args.out / 'scale.png'}" if rows else ""), file=sys.stderr)
 
     if args.ingest:
         ingest(args)

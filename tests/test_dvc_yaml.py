@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = PIPELINE["stages"]
 ORDER = ["validate", "download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf", "baselines", "evaluate",
-         "plot"]
+         "recommend", "plot"]
 TRAINING_KEYS = {"seed", "num_negatives", "train", "gmf", "mlp", "neumf", "ease", "ials", "itemknn"}
 
 

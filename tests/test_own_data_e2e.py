@@ -102,7 +102,7 @@ def project(tmp_path_factory) -> Path:
         out = shell(command, repo).stdout
         if command == "dvc repro":
             assert stages_run(out) == {"validate", "download", "split", "pretrain_gmf", "pretrain_mlp",
-                                       "train_neumf", "baselines", "evaluate", "plot"}
+                                       "train_neumf", "baselines", "evaluate", "recommend", "plot"}
     assert run(["git", "status", "--porcelain"], repo).stdout == ""
     return repo
 
@@ -123,7 +123,7 @@ def test_a_new_version_of_the_file_reruns_from_the_data_and_checkout_brings_back
         out = shell(command, project).stdout
         if command == "dvc repro":  # not validate: params.yaml did not change
             assert stages_run(out) == {"download", "split", "pretrain_gmf", "pretrain_mlp", "train_neumf",
-                                       "baselines", "evaluate", "plot"}
+                                       "baselines", "evaluate", "recommend", "plot"}
         if command == "dvc metrics diff":
             rows = re.search(r"metrics/data\.json\s+rows\s+(\d+)\s+(\d+)", out)
             assert rows and rows.groups() == ("180", "360"), out

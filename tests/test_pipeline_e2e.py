@@ -146,7 +146,7 @@ def stages_run(output: str) -> set[str]:
 
 def test_repro_from_nothing_writes_metrics_and_plots(reproduced, project):
     assert stages_run(reproduced.out) == {"validate", "download", "split", "pretrain_gmf", "pretrain_mlp",
-                                          "train_neumf", "baselines", "evaluate", "plot"}
+                                          "train_neumf", "baselines", "evaluate", "recommend", "plot"}
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     assert list(metrics) == ["neumf", "gmf", "mlp", "popularity", "ease", "ials", "itemknn"]
     for model, values in metrics.items():
@@ -172,9 +172,29 @@ def test_repro_from_nothing_writes_metrics_and_plots(reproduced, project):
     for png in ("training_curves.png", "models.png"):
         assert (project / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Every stage left an entry in DVC's run cache.
-    assert reproduced.run_cache == 9
+    assert reproduced.run_cache == 10
     # Nothing DVC caches was left for git to commit.
     assert ".parquet" not in reproduced.status and ".pt" not in reproduced.status
+
+
+def test_the_recommendations_hold_k_unseen_items_for_every_user_as_ncf_recommend_ranks_them(project):
+    import re
+
+    split = project / "data/split"
+    recs = pd.read_parquet(project / "data/recommendations.parquet")
+    users = pd.read_parquet(split / "users.parquet")
+    k = yaml.safe_load((project / "params.yaml").read_text())["recommend"]["k"]
+    assert sorted(recs["user_id"]) == sorted(np.repeat(users["user_id"].to_numpy(), k))  # K rows, every user
+    assert (recs.groupby("user_id")["rank"].apply(list) == [list(range(1, k + 1))] * len(users)).all()
+    known = pd.concat([pd.read_parquet(split / f"{n}.parquet", columns=["user", "item"])
+                       for n in ("train", "valid", "test")])
+    known = known.merge(users, on="user").merge(pd.read_parquet(split / "items.parquet"), on="item")
+    assert recs.merge(known, on=["user_id", "item_id"]).empty  # nothing the user already has
+    assert recs["title"].str.startswith("Movie ").all()
+    for user_id in users["user_id"].iloc[[0, len(users) // 2, -1]]:
+        printed = run([str(BIN / "ncf"), "recommend", "--user", str(user_id), "-k", str(k)], project)
+        titles = re.findall(r"^\s*\d+\. (Movie \d+)", printed, flags=re.M)
+        assert titles == recs.loc[recs["user_id"] == user_id, "title"].str.extract(r"^(Movie \d+)")[0].tolist()
 
 
 def test_second_repro_runs_nothing(project):

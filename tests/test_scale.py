@@ -49,7 +49,7 @@ def test_synthetic_csv_is_an_own_file_shaped_like_ml20m(tmp_path, capsys):
 
 def test_scale_bench_measures_every_step_at_every_size(tmp_path):
     scale_main(["--sizes", "3000", "6000", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                "--batch-size", "4096", "--ingest", "0"])
+                "--batch-size", "4096", "--ingest", "0", "--recommend-users", "0"])
     report = json.loads((tmp_path / "out" / "scale.json").read_text())
     rows = {(round(row["interactions"], -3), row["step"]): row for row in report["rows"]}
     assert set(rows) == {(k, s) for k in (3000, 6000) for s in ("parse", "split", "gmf_epoch", "eval")}
@@ -78,3 +78,12 @@ def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_
     split = tmp_path / "work" / "ingest" / "data" / "split"
     assert sorted(p.name for p in split.iterdir()) == [f"{n}.parquet" for n in ("items", "test", "train", "users",
                                                                                  "valid")]
+
+
+def test_the_recommend_row_ranks_the_bounded_users_at_the_shape_asked(tmp_path):
+    scale_main(["--sizes", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+                "--recommend-users", "100", "--recommend-shape", "500", "2000"])
+    row = json.loads((tmp_path / "out" / "scale.json").read_text())["recommend"]
+    assert (row["users"], row["items"], row["ranked"], row["k"]) == (500, 2000, 100, 10)
+    assert row["seconds_per_1000_users"] == pytest.approx(10 * row["seconds"], abs=0.1)
+    assert row["peak_rss_mb"] > 0

@@ -202,3 +202,41 @@ def test_a_finite_but_exploding_loss_stops_training():
         model.path.item.weight.mul_(1e4)
     with pytest.raises(TrainingError, match=r"gmf: the training loss became .* \(diverged: above 100.0\) in epoch 1"):
         run_fit(model, data, lr=1e-6)
+
+
+# --- validation that scales: a fixed sample of validation users, validating every N epochs -------
+
+def test_a_validation_sample_is_fixed_by_its_seed_and_reports_standard_errors():
+    from ncf.train import validate, validation_sample
+
+    data = clustered(num_users=60)
+    sample = validation_sample(data, 20, seed=7)
+    assert len(sample) == 20 and np.all(np.diff(sample) > 0)
+    np.testing.assert_array_equal(sample, validation_sample(data, 20, seed=7))
+    assert not np.array_equal(sample, validation_sample(data, 20, seed=8))
+    assert validation_sample(data, 0, seed=7) is None and validation_sample(data, 60, seed=7) is None
+
+    torch.manual_seed(0)
+    model = GMF(data.num_users, data.num_items, dim=8)
+    result = run_fit(model, data, max_epochs=4, patience=4, valid_users=20, valid_seed=7)
+    frame = result.history_frame()
+    assert list(frame.columns) == ["epoch", "loss", "valid_hr10", "valid_ndcg10", "valid_hr10_se", "valid_ndcg10_se"]
+    model.load_state_dict(result.state_dict)
+    on_sample = validate(model, data, 1024, "cpu", sample)
+    assert on_sample == pytest.approx(result.best_valid)
+    hits = on_sample["hr@10"]
+    assert on_sample["hr@10_se"] == pytest.approx(np.sqrt(hits * (1 - hits) / 19), abs=1e-6)  # ddof=1 over 20
+    # Every user, the default: the curve keeps its four columns.
+    assert list(run_fit(GMF(data.num_users, data.num_items, dim=8), data, max_epochs=2).history_frame().columns) \
+        == ["epoch", "loss", "valid_hr10", "valid_ndcg10"]
+
+
+def test_validating_every_third_epoch_chooses_among_those_and_the_last():
+    torch.manual_seed(0)
+    data = clustered()
+    result = run_fit(GMF(data.num_users, data.num_items, dim=8), data, max_epochs=7, patience=7, valid_every=3)
+    validated = [row["epoch"] for row in result.history if row["valid_hr10"] is not None]
+    assert validated == [3, 6, 7]
+    assert [row["epoch"] for row in result.history] == list(range(1, 8))  # every epoch's loss is kept
+    assert result.best_epoch in validated
+    assert result.history_frame()["valid_hr10"].isna().sum() == 4

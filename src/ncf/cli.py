@@ -106,8 +106,11 @@ def compare(args) -> None:
 
 
 def recommend(args) -> None:
+    """One user's top K, ranked by `ncf.recommend.recommend`: the same function, hence the same
+    list, as the recommend stage's data/recommendations.parquet (same checkpoint and device)."""
+    from ncf.evaluate import ItemMask
     from ncf.models import CheckpointError, load_checkpoint
-    from ncf.recommend import describe, top_k
+    from ncf.recommend import describe, recommend as rank
 
     split = args.split
     users = read_table(split / "users.parquet")
@@ -117,7 +120,8 @@ def recommend(args) -> None:
         raise CliError(f"{args.catalog}: lists {len(items):,} movies, but {split} has {num_items:,}; "
                        "pass the catalog the split stage wrote with it (--catalog data/catalog.parquet)")
     seen = pd.concat([read_table(split / f"{n}.parquet") for n in ("train", "valid", "test")])
-    row = users.index[users["user_id"] == args.user]
+    # Ids as in the data may be numbers or strings: compare them as text.
+    row = users.index[users["user_id"].astype(str) == args.user]
     if not len(row):
         raise CliError(f"user {args.user} is not in {split}/users.parquet (MovieLens ids "
                        f"{users['user_id'].min()}-{users['user_id'].max()})")
@@ -129,11 +133,13 @@ def recommend(args) -> None:
         raise CliError(str(exc)) from None
     model.eval()
     mine = seen[seen["user"] == user]
-    items_top, scores = top_k(model, user, mine["item"].tolist(), args.k)  # only unseen movies
-    print(f"Top {len(items_top)} for MovieLens user {args.user} ({len(mine)} ratings), "
+    mask = ItemMask(mine["user"].to_numpy(np.int64), mine["item"].to_numpy(np.int64), len(users))
+    _, top, scores = rank(model.score_all, [user], mask, args.k, len(users))  # only unseen movies
+    top, scores = top[0][top[0] >= 0], scores[0][top[0] >= 0]
+    print(f"Top {len(top)} for MovieLens user {args.user} ({len(mine)} ratings), "
           f"{ckpt['kind']} checkpoint {args.model}:")
-    for rank, (item, score) in enumerate(zip(items_top, scores), start=1):
-        print(f"{rank:>3}. {describe(items.iloc[item])}  [logit {score:+.2f}]")
+    for rank_, (item, score) in enumerate(zip(top, scores), start=1):
+        print(f"{rank_:>3}. {describe(items.iloc[int(item)])}  [logit {score:+.2f}]")
     if args.history:
         recent = mine.sort_values("timestamp", kind="stable").tail(args.history) \
             if "timestamp" in mine else mine.tail(args.history)
@@ -276,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("recommend", help="top-K unseen movies for one user, with titles and scores",
                        description="Top-K movies the user has not rated, scored by a trained checkpoint.")
-    r.add_argument("--user", type=int, required=True, help="MovieLens user id (as in u.data)")
+    r.add_argument("--user", required=True, help="user id as in the data (MovieLens: as in u.data)")
     r.add_argument("-k", type=int, default=10, help="how many movies (default: %(default)s)")
     r.add_argument("--history", type=int, default=0, metavar="N", help="also show the user's last N rated movies")
     r.add_argument("--model", type=Path, default=Path("models/neumf.pt"), help="checkpoint (default: %(default)s)")

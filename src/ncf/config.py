@@ -39,6 +39,7 @@ SOURCES = ("grouplens", "local", "pypi")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adam")
 BACKENDS = ("auto", "gloo", "nccl")
+RECOMMENDERS = ("neumf", "gmf", "mlp")  # checkpoints the recommend stage can serve (models/<name>.pt)
 
 
 # Range checks: (predicate, text shown to the user).
@@ -136,6 +137,14 @@ class ItemKNNParams:
 class EvaluateParams:
     ks: tuple[int, ...] = field(default=(5, 10, 20), metadata={"rule": AT_LEAST_1})
     chunk_users: int = field(default=1024, metadata={"rule": AT_LEAST_1})
+    valid_users: int = field(default=0, metadata={"rule": NON_NEGATIVE})
+    valid_every: int = field(default=1, metadata={"rule": AT_LEAST_1})
+
+
+@dataclass(frozen=True)
+class RecommendParams:
+    k: int = field(default=10, metadata={"rule": AT_LEAST_1})
+    model: str = field(default="neumf", metadata={"choices": RECOMMENDERS})
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,7 @@ class Params:
     ials: IALSParams = IALSParams()
     itemknn: ItemKNNParams = ItemKNNParams()
     evaluate: EvaluateParams = EvaluateParams()
+    recommend: RecommendParams = RecommendParams()
 
     def to_dict(self) -> dict:
         """Plain dict (lists, not tuples) for checkpoints and logs."""

@@ -2,13 +2,17 @@
 
 Users are scored in chunks (`chunk_users` rows of the user x item score matrix at a time), the
 user's known items are masked out, and only one rank per user is kept, so memory is bounded by
-the chunk, not by users x items. See metrics.py for the tie rule.
+the chunk, not by users x items. See metrics.py for the tie rule. `score_chunks` is that
+batching, shared with the recommendations (recommend.py); it shows progress with the time left
+(progress.py) while it runs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from ncf.progress import progress
 
 
 class ItemMask:
@@ -44,13 +48,27 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, rows=None, co
     return torch.where(target == -torch.inf, scores.shape[1] - 1, ranks)
 
 
-def _scored_chunks(score_all, users: np.ndarray, targets: np.ndarray, chunk_users: int, device):
+def score_chunks(score_all, users: np.ndarray, chunk_users: int, device, desc: str = "ranking"):
+    """(users as numpy, users as a tensor, scores [chunk, num_items]) for each run of `chunk_users`
+    users in order, with a progress display titled `desc` (progress.py)."""
+    bar = progress(desc=desc, total=len(users), unit="users")
+    try:
+        for start in range(0, len(users), chunk_users):
+            u_np = users[start:start + chunk_users]
+            u = torch.tensor(u_np, dtype=torch.int64, device=device)
+            yield u_np, u, score_all(u)
+            bar.update(len(u_np))
+    finally:
+        bar.close()
+
+
+def _scored_chunks(score_all, users: np.ndarray, targets: np.ndarray, chunk_users: int, device, desc: str):
     """(users as numpy, users, targets, scores [chunk, num_items]) for each chunk of users."""
-    for start in range(0, len(users), chunk_users):
-        u_np = users[start:start + chunk_users]
-        u = torch.tensor(u_np, dtype=torch.int64, device=device)
-        t = torch.tensor(targets[start:start + chunk_users], dtype=torch.int64, device=device)
-        yield u_np, u, t, score_all(u)
+    start = 0
+    for u_np, u, scores in score_chunks(score_all, users, chunk_users, device, desc):
+        t = torch.tensor(targets[start:start + len(u_np)], dtype=torch.int64, device=device)
+        start += len(u_np)
+        yield u_np, u, t, scores
 
 
 def _numpy(parts: list[torch.Tensor]) -> np.ndarray:
@@ -59,10 +77,10 @@ def _numpy(parts: list[torch.Tensor]) -> np.ndarray:
 
 @torch.no_grad()
 def rank_held_out(score_all, users: np.ndarray, targets: np.ndarray, mask: ItemMask,
-                  chunk_users: int = 1024, device="cpu") -> np.ndarray:
+                  chunk_users: int = 1024, device="cpu", desc: str = "validation") -> np.ndarray:
     """For each (user, target) pair, the target's rank among all items not masked for that user."""
     out = []
-    for _, u, t, scores in _scored_chunks(score_all, users, targets, chunk_users, device):
+    for _, u, t, scores in _scored_chunks(score_all, users, targets, chunk_users, device, desc):
         rows, cols = mask.rows_cols(u)
         out.append(ranks_from_scores(scores, t, rows, cols).cpu())
     return _numpy(out)
@@ -108,12 +126,13 @@ def sampled_ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, negat
 
 @torch.no_grad()
 def rank_test(score_all, users: np.ndarray, targets: np.ndarray, mask: ItemMask, positives: ItemMask,
-              num_items: int, seed: int, chunk_users: int = 1024, device="cpu") -> tuple[np.ndarray, np.ndarray]:
+              num_items: int, seed: int, chunk_users: int = 1024, device="cpu",
+              desc: str = "test ranking") -> tuple[np.ndarray, np.ndarray]:
     """Full-ranking ranks (as `rank_held_out`, with `mask`) and the paper's sampled-protocol ranks
     (among 99 negatives drawn from outside `positives`, which must hold all of each user's
     items), both from one scoring pass over the users."""
     full, sampled = [], []
-    for u_np, u, t, scores in _scored_chunks(score_all, users, targets, chunk_users, device):
+    for u_np, u, t, scores in _scored_chunks(score_all, users, targets, chunk_users, device, desc):
         negatives = sampled_negatives(u_np, positives, num_items, seed).to(device)
         sampled.append(sampled_ranks_from_scores(scores, t, negatives).cpu())
         rows, cols = mask.rows_cols(u)

@@ -94,6 +94,7 @@ def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], 
 
     1. `build()` is trained on the training data with early stopping on the validation item;
        its best epoch goes to `outputs.select`, its curve to `outputs.curve`.
+    `evaluate.valid_users` and `evaluate.valid_every` choose how much validation (train.py).
     2. With `train.refit`, `(build_refit or build)()` is trained afresh on training + validation
        data for exactly that many epochs (the validation item is each user's most recent
        training signal), and that model goes to `outputs.out`; without it, `outputs.out` is a
@@ -105,9 +106,13 @@ def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], 
     common = dict(name=kind, num_negatives=params.num_negatives, batch_size=train.batch_size,
                   optimizer=optimizer, lr=lr, l2=l2, device=device, world=world)
     model = build()
+    evaluate = params.evaluate
+    # One sample of validation users for every model (the seed names no stage), so their curves compare.
     result = fit_select(model, data, max_epochs=train.max_epochs, patience=train.patience,
-                        seed=stage_seed(params.seed, stage), chunk_users=params.evaluate.chunk_users,
-                        validate_initial=validate_initial, **common)
+                        seed=stage_seed(params.seed, stage), chunk_users=evaluate.chunk_users,
+                        validate_initial=validate_initial, valid_users=evaluate.valid_users,
+                        valid_every=evaluate.valid_every, valid_seed=stage_seed(params.seed, "validation sample"),
+                        **common)
     model.load_state_dict(result.state_dict)
     summary = {
         "best_epoch": result.best_epoch,
@@ -115,6 +120,8 @@ def train_and_save(stage: str, kind: str, build: Callable[[], torch.nn.Module], 
         "valid": {k: round(v, 6) for k, v in result.best_valid.items()},
         "params": count_parameters(model),
     }
+    if 0 < evaluate.valid_users < len(data.valid_users):  # chosen on a sample: say so
+        summary["valid_users"] = evaluate.valid_users
     final = model
     if train.refit:
         final = (build_refit or build)()

@@ -5,9 +5,13 @@ and negatives together with a generator seeded by (seed, epoch, rank), and steps
 tensors in batches: no Dataset, no DataLoader, no per-sample Python. After each epoch the
 validation HR@10 and NDCG@10 come from full ranking with the user's training items masked; the
 state kept is the best epoch on validation (never on test), and training stops after `patience`
-epochs without a better one (`fit_select`). `fit_epochs` instead trains a fixed number of epochs
-without validation: the refit on training + validation data (protocol.py). Both set up a
-`TrainLoop` and train each epoch with its `train`.
+epochs without a better one (`fit_select`). On large catalogues validation can cost more than
+the epoch: `valid_users` ranks a fixed, seeded sample of the validation users instead of all of
+them (its standard errors go into the curve), and `valid_every` validates every N-th epoch only
+(docs/scale.md says what each costs and risks); the defaults validate every user every epoch.
+`fit_epochs` instead trains a fixed number of epochs without validation: the refit on training +
+validation data (protocol.py). Both set up a `TrainLoop` and train each epoch with its `train`,
+which shows the epoch's progress with the time left (progress.py), as validation does.
 
 Data-parallel (distributed.py): rank r of R trains on positives r, r + R, r + 2R, ... with its
 own negatives and batches of batch_size / R, so that one optimiser step sees the same global
@@ -34,7 +38,8 @@ from tqdm.auto import tqdm
 from ncf.distributed import World
 from ncf.errors import TrainingError
 from ncf.evaluate import ItemMask, rank_held_out
-from ncf.metrics import hit_rate, ndcg
+from ncf.metrics import hit_rate, ndcg, standard_errors
+from ncf.progress import line_mode, progress
 from ncf.sampling import NegativeSampler
 
 # A mean log loss this high is divergence, not learning: a model that knows nothing scores
@@ -100,15 +105,36 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
     def history_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.history, columns=["epoch", "loss", "valid_hr10", "valid_ndcg10"])
+        columns = ["epoch", "loss", "valid_hr10", "valid_ndcg10"]
+        if any("valid_hr10_se" in row for row in self.history):  # a sample of the validation users
+            columns += ["valid_hr10_se", "valid_ndcg10_se"]
+        return pd.DataFrame(self.history, columns=columns)
 
 
-def validate(model, data: TrainData, chunk_users: int, device) -> dict[str, float]:
+def validation_sample(data: TrainData, size: int, seed: int) -> np.ndarray | None:
+    """Positions in `data.valid_users` of a fixed sample of `size` of them (sorted), drawn from
+    `seed`; None (every validation user) when `size` is 0 or not below their number."""
+    if size <= 0 or size >= len(data.valid_users):
+        return None
+    return np.sort(np.random.default_rng(seed).choice(len(data.valid_users), size=size, replace=False))
+
+
+def validate(model, data: TrainData, chunk_users: int, device, sample: np.ndarray | None = None,
+             desc: str = "validation") -> dict[str, float]:
+    """Validation HR@10 and NDCG@10 by full ranking; over `sample` (positions in data.valid_users)
+    when given, then with their standard errors over the sampled users (`hr@10_se`, `ndcg@10_se`)."""
+    users, items = data.valid_users, data.valid_items
+    if sample is not None:
+        users, items = users[sample], items[sample]
     model.eval()
-    ranks = rank_held_out(model.score_all, data.valid_users, data.valid_items, data.mask,
-                          chunk_users=chunk_users, device=device)
+    ranks = rank_held_out(model.score_all, users, items, data.mask, chunk_users=chunk_users, device=device,
+                          desc=desc)
     model.train()
-    return {"hr@10": hit_rate(ranks, SELECT_K), "ndcg@10": ndcg(ranks, SELECT_K)}
+    out = {"hr@10": hit_rate(ranks, SELECT_K), "ndcg@10": ndcg(ranks, SELECT_K)}
+    if sample is not None:
+        errors = standard_errors(ranks, SELECT_K)
+        out.update({"hr@10_se": errors[f"hr@{SELECT_K}_se"], "ndcg@10_se": errors[f"ndcg@{SELECT_K}_se"]})
+    return out
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -187,17 +213,20 @@ def train_epoch(model, opt, users, items, labels, *, batch_size: int, l2: float,
 
 def run_epoch(model, opt, pos_users: torch.Tensor, pos_items: torch.Tensor, sampler: NegativeSampler, *,
               num_negatives: int, generator: torch.Generator, batch_size: int, l2: float,
-              chunks: int | None = None, steps: int | None = None) -> tuple[float, int]:
+              chunks: int | None = None, steps: int | None = None, bar=None) -> tuple[float, int]:
     """Train one epoch on the positives with fresh negatives: (summed loss, samples seen).
 
     The epoch is drawn `chunks` pieces at a time (by default as few as CHUNK_SAMPLES allows),
-    each cut into `steps` batches (by default as few as `batch_size` allows).
+    each cut into `steps` batches (by default as few as `batch_size` allows). `bar`, a progress
+    display (progress.py), advances by each chunk's samples.
     """
     chunks = chunks or epoch_chunks(len(pos_users) * (1 + num_negatives))
     total, count = 0.0, 0
     for users, items, labels in sample_epoch(pos_users, pos_items, sampler, num_negatives, generator, chunks):
         loss = train_epoch(model, opt, users, items, labels, batch_size=batch_size, l2=l2, steps=steps)
         total, count = total + loss * len(users), count + len(users)
+        if bar is not None:
+            bar.update(len(users))
     return total, count
 
 
@@ -237,15 +266,18 @@ class TrainLoop:
         per_chunk = -(-largest_shard // self.chunks)
         self.steps = max(1, -(-per_chunk * (1 + num_negatives) // self.local_batch))
 
-    def train(self, epoch: int) -> float:
+    def train(self, epoch: int, what: str | None = None) -> float:
         """Train epoch `epoch` (numbered from 1) on this rank's shard; the mean loss over all ranks.
+        `what` names the run in the progress display (default: the model's name).
 
         A loss that is not finite, or above DIVERGED_LOSS, raises TrainingError naming the params.
         """
         generator = epoch_generator(self.seed, epoch, self.world.rank, self.device)
-        local = run_epoch(self.net, self.opt, self.users, self.items, self.sampler,
-                          num_negatives=self.num_negatives, generator=generator, batch_size=self.local_batch,
-                          l2=self.l2, chunks=self.chunks, steps=self.steps)
+        with progress(desc=f"{what or self.name} epoch {epoch}", total=len(self.users) * (1 + self.num_negatives),
+                      unit="samples", enabled=self.world.main) as bar:
+            local = run_epoch(self.net, self.opt, self.users, self.items, self.sampler,
+                              num_negatives=self.num_negatives, generator=generator, batch_size=self.local_batch,
+                              l2=self.l2, chunks=self.chunks, steps=self.steps, bar=bar)
         total, count = self.world.sum(list(local), self.device)
         mean_loss = total / max(count, 1)
         if not math.isfinite(mean_loss) or mean_loss > DIVERGED_LOSS:
@@ -259,7 +291,7 @@ class TrainLoop:
     def epochs(self, what: str, count: int) -> tqdm:
         """Epochs 1 .. `count`, with a progress bar titled `what` (on rank 0, on a terminal)."""
         return tqdm(range(1, count + 1), desc=what, unit="epoch", file=sys.stderr,
-                    disable=None if self.world.main else True)
+                    disable=None if self.world.main and not line_mode() else True)
 
     def report(self, bar: tqdm, what: str, epoch: int, summary: str) -> None:
         """Show one epoch's summary: on the bar, or as a log line when there is no bar."""
@@ -269,16 +301,22 @@ class TrainLoop:
             bar.set_postfix_str(summary)
 
 
-def validate_everywhere(model, data: TrainData, chunk_users: int, device, world: World) -> dict[str, float]:
-    """Validation HR@10 and NDCG@10, computed on rank 0 and broadcast to every rank."""
-    hr, nd = world.from_main(list(validate(model, data, chunk_users, device).values())
-                             if world.main else [0.0, 0.0], device)
-    return {"hr@10": hr, "ndcg@10": nd}
+def validate_everywhere(model, data: TrainData, chunk_users: int, device, world: World,
+                        sample: np.ndarray | None = None, desc: str = "validation") -> dict[str, float]:
+    """Validation HR@10 and NDCG@10 (and their standard errors with a `sample`), computed on rank 0
+    and broadcast to every rank."""
+    keys = ["hr@10", "ndcg@10"] + (["hr@10_se", "ndcg@10_se"] if sample is not None else [])
+    mine = validate(model, data, chunk_users, device, sample, desc) if world.main else {}
+    values = world.from_main([mine[k] for k in keys] if world.main else [0.0] * len(keys), device)
+    return dict(zip(keys, values))
 
 
 def history_row(epoch: int, loss: float | None, valid: dict[str, float] | None = None) -> dict:
     valid = valid or {}
-    return {"epoch": epoch, "loss": loss, "valid_hr10": valid.get("hr@10"), "valid_ndcg10": valid.get("ndcg@10")}
+    row = {"epoch": epoch, "loss": loss, "valid_hr10": valid.get("hr@10"), "valid_ndcg10": valid.get("ndcg@10")}
+    if "hr@10_se" in valid:
+        row.update(valid_hr10_se=valid["hr@10_se"], valid_ndcg10_se=valid["ndcg@10_se"])
+    return row
 
 
 def fit_select(
@@ -297,6 +335,9 @@ def fit_select(
     device,
     chunk_users: int = 1024,
     validate_initial: bool = False,
+    valid_users: int = 0,
+    valid_every: int = 1,
+    valid_seed: int = 0,
     world: World = World(),
     log=None,
 ) -> FitResult:
@@ -306,13 +347,25 @@ def fit_select(
     epochs without a better one, or after `max_epochs`. With `validate_initial`, the untrained
     state counts as epoch 0 (used for NeuMF after the pretraining fusion, which may already be
     the best model). `batch_size` is the global batch (see TrainLoop).
+    `valid_users` above 0 validates on that many validation users, drawn once from `valid_seed`
+    (`validation_sample`), and writes their standard errors into the history; `valid_every` N
+    validates only epochs N, 2N, ... and the last one: only those can be chosen or stop training.
     """
     loop = TrainLoop(model, data, name=name, num_negatives=num_negatives, batch_size=batch_size,
                      optimizer=optimizer, lr=lr, l2=l2, seed=seed, device=device, world=world, log=log)
+    sample = validation_sample(data, valid_users, valid_seed)
+    if sample is not None:
+        loop.log(f"[{name}] validating on {len(sample):,} of {len(data.valid_users):,} validation users "
+                 f"(a fixed sample)")
+
+    def check(epoch):
+        return validate_everywhere(model, data, chunk_users, loop.device, world, sample,
+                                   desc=f"{name} validation, epoch {epoch}")
+
     history: list[dict] = []
     best_key, best_epoch, best_state, best_valid = None, 0, None, {}
     if validate_initial:
-        best_valid = validate_everywhere(model, data, chunk_users, loop.device, world)
+        best_valid = check(0)
         history.append(history_row(0, None, best_valid))
         best_key, best_state = (best_valid["hr@10"], best_valid["ndcg@10"]), snapshot(model)
         loop.log(f"[{name}] epoch 0 (before training): valid hr@10 {best_valid['hr@10']:.4f}")
@@ -322,14 +375,20 @@ def fit_select(
     for epoch in bar:
         start = time.perf_counter()
         mean_loss = loop.train(epoch)
-        valid = validate_everywhere(model, data, chunk_users, loop.device, world)
+        if epoch % valid_every and epoch != max_epochs:
+            history.append(history_row(epoch, round(mean_loss, 6)))
+            loop.report(bar, name, epoch, f"loss {mean_loss:.4f}  (not validated)  "
+                                          f"{time.perf_counter() - start:.1f}s")
+            continue
+        valid = check(epoch)
         history.append(history_row(epoch, round(mean_loss, 6), valid))
         key = (valid["hr@10"], valid["ndcg@10"])
         improved = best_key is None or key > best_key
         if improved:
             best_key, best_epoch, best_valid, best_state = key, epoch, valid, snapshot(model)
         seconds = time.perf_counter() - start
-        loop.report(bar, name, epoch, f"loss {mean_loss:.4f}  valid hr@10 {key[0]:.4f} ndcg@10 {key[1]:.4f}"
+        se = f" (se {valid['hr@10_se']:.4f})" if "hr@10_se" in valid else ""
+        loop.report(bar, name, epoch, f"loss {mean_loss:.4f}  valid hr@10 {key[0]:.4f}{se} ndcg@10 {key[1]:.4f}"
                                       f"{'  *' if improved else ''}  {seconds:.1f}s")
         if epoch - best_epoch >= patience:
             break
@@ -368,7 +427,7 @@ def fit_epochs(
     epoch = 0
     for epoch in bar:
         start = time.perf_counter()
-        mean_loss = loop.train(epoch)
+        mean_loss = loop.train(epoch, what)
         history.append(history_row(epoch, round(mean_loss, 6)))
         loop.report(bar, what, epoch, f"loss {mean_loss:.4f}  {time.perf_counter() - start:.1f}s")
     bar.close()
