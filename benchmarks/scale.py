@@ -279,7 +279,6 @@ def main(argv=None) -> None:
                    help="rows of the own-file CSV for the ingest measurement (default: %(default)d; 0: skip it)")
     p.add_argument("--ingest-only", action="store_true", help="run the ingest measurement alone")
     p.add_argument("--ingest-repeats", type=int, default=1, help="best of this many ingest runs (default: 1)")
-    p.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     p.add_argument("--recommend-users", type=int, default=2048,
                    help="users ranked by the recommend row at MovieLens-25M's shape (0: skip it; default: %(default)s)")
     p.add_argument("--recommend-shape", type=int, nargs=2, default=ML25M_SHAPE, metavar=("USERS", "ITEMS"),
