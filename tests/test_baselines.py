@@ -242,7 +242,7 @@ def test_ease_memory_is_refused_before_it_is_allocated():
         check_baselines(parse_params({"ease": {"max_items": 100_000}}), 58_513, limit_bytes=24 * gb)
     message = str(err.value)
     assert "\n" not in message and message.startswith("ease.max_items: ")
-    assert "58,513 of the 58,513 movies needs about 82.2 GB" in message
+    assert "58,513 of the 58,513 movies needs about 109.6 GB" in message
     # The value it suggests is the largest that passes.
     most = int(message.split("set ease.max_items to ")[1].split(" ")[0].replace(",", ""))
     check_baselines(parse_params({"ease": {"max_items": most}}), 58_513, limit_bytes=24 * gb)
@@ -251,12 +251,12 @@ def test_ease_memory_is_refused_before_it_is_allocated():
 
 
 def test_validate_refuses_ease_where_the_catalogue_size_is_known(monkeypatch):
-    monkeypatch.setattr(config, "memory_limit_bytes", lambda: 4 * 10**9)
+    monkeypatch.setattr(config, "memory_limit_bytes", lambda: 8 * 10**9)
     params = parse_params({"ease": {"max_items": 60_000}})
     check_runnable(params)  # size unknown (a user's own file, synthetic data): nothing to compare with
     with pytest.raises(ParamsError, match=r"ease.max_items: fitting EASE on 59,047 of the 59,047 movies"):
         check_runnable(params, num_items=59_047)
-    check_runnable(parse_params({}), num_items=59_047)  # the default cap fits in 4 GB
+    check_runnable(parse_params({}), num_items=59_047)  # the default cap fits in 8 GB
 
 
 def test_progress_is_one_line_per_step_outside_a_terminal(monkeypatch, capsys):

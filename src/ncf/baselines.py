@@ -56,8 +56,18 @@ def _csr(indptr: torch.Tensor, indices: torch.Tensor, shape):
 
 
 def _gram(x) -> torch.Tensor:
-    """X^T X as a dense float64 tensor [items, items] (co-occurrence counts: exact)."""
-    return torch.from_numpy((x.T @ x).toarray())
+    """X^T X as a dense float64 tensor [items, items] (co-occurrence counts: exact).
+
+    Filled a block of columns at a time, so that the sparse product never holds all items x
+    items co-occurrences at once beside the dense matrix.
+    """
+    num_items = x.shape[1]
+    xt, xc = x.T.tocsr(), x.tocsc()
+    out = np.empty((num_items, num_items))
+    block = block_items(num_items)
+    for start in range(0, num_items, block):
+        out[:, start:start + block] = (xt @ xc[:, start:start + block]).toarray()
+    return torch.from_numpy(out)
 
 
 def popular_items(x, count: int) -> np.ndarray:

@@ -282,8 +282,9 @@ def check_runnable(params: Params, num_items: int | None = None) -> None:
 
 
 # EASE inverts an items x items float64 matrix: while it does, the Gram matrix, its LU copy and
-# the inverse are alive at once (measured: tests/test_baselines.py, docs/scale.md).
-EASE_MATRICES = 3
+# the inverse are alive at once (3 x 8 bytes per cell), beside the float32 weights of up to two
+# models the baselines stage still holds (the best so far and the previous one: 2 x 4 bytes).
+EASE_BYTES_PER_CELL = 3 * 8 + 2 * 4
 MEMORY_SHARE = 0.75  # of the machine's memory, the most EASE's matrices may take (data and scores need the rest)
 
 
@@ -294,7 +295,7 @@ def ease_items(params: Params, num_items: int) -> int:
 
 def ease_fit_bytes(items: int) -> int:
     """Peak bytes of EASE's dense matrices when fit on `items` items."""
-    return EASE_MATRICES * 8 * items * items
+    return EASE_BYTES_PER_CELL * items * items
 
 
 def memory_limit_bytes() -> int | None:
@@ -330,11 +331,12 @@ def check_baselines(params: Params, num_items: int, limit_bytes: int | None = No
     need = ease_fit_bytes(n)
     if limit is None or need <= MEMORY_SHARE * limit:
         return
-    most = math.isqrt(int(MEMORY_SHARE * limit) // (EASE_MATRICES * 8))
+    most = math.isqrt(int(MEMORY_SHARE * limit) // EASE_BYTES_PER_CELL)
     raise ParamsError(f"ease.max_items: fitting EASE on {n:,} of the {num_items:,} movies needs about "
-                      f"{need / 1e9:.1f} GB ({EASE_MATRICES} float64 {n:,} x {n:,} matrices), more than "
-                      f"{MEMORY_SHARE:.0%} of the {limit / 1e9:.1f} GB this machine allows; set ease.max_items "
-                      f"to {most:,} or less (EASE then fits the most popular movies and never recommends the rest)")
+                      f"{need / 1e9:.1f} GB ({n:,} x {n:,} matrices: three float64 to invert, two float32 of "
+                      f"weights), more than {MEMORY_SHARE:.0%} of the {limit / 1e9:.1f} GB this machine allows; "
+                      f"set ease.max_items to {most:,} or less (EASE then fits the most popular movies and "
+                      "never recommends the rest)")
 
 
 def check_data(params: Params, root: str | Path = ".") -> None:
