@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,7 @@ class NeuMFParams:
 @dataclass(frozen=True)
 class EASEParams:
     l2: tuple[float, ...] = field(default=(30.0, 100.0, 300.0, 1000.0), metadata={"rule": POSITIVE})
+    max_items: int = field(default=10_000, metadata={"rule": AT_LEAST_1})
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,66 @@ def check_runnable(params: Params, num_items: int | None = None) -> None:
     if num_items is not None and max(ks) >= num_items:
         raise ParamsError(f"evaluate.ks: {max(ks)} is not below the {num_items:,} movies of {params.data.dataset}, "
                           "so every HR@K would be 1.0; use cut-offs below that")
+    if num_items is not None:
+        check_baselines(params, num_items)
+
+
+# EASE inverts an items x items float64 matrix: while it does, the Gram matrix, its LU copy and
+# the inverse are alive at once (3 x 8 bytes per cell), beside the float32 weights of up to two
+# models the baselines stage still holds (the best so far and the previous one: 2 x 4 bytes).
+EASE_BYTES_PER_CELL = 3 * 8 + 2 * 4
+MEMORY_SHARE = 0.75  # of the machine's memory, the most EASE's matrices may take (data and scores need the rest)
+
+
+def ease_items(params: Params, num_items: int) -> int:
+    """How many items EASE is fit on: the `ease.max_items` most popular ones, or all of them."""
+    return min(num_items, params.ease.max_items)
+
+
+def ease_fit_bytes(items: int) -> int:
+    """Peak bytes of EASE's dense matrices when fit on `items` items."""
+    return EASE_BYTES_PER_CELL * items * items
+
+
+def memory_limit_bytes() -> int | None:
+    """The memory this process may use: physical memory, or less under a cgroup or address-space limit."""
+    import resource
+
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not on Linux
+        pass
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft)
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    return min(limits) if limits else None
+
+
+def check_baselines(params: Params, num_items: int, limit_bytes: int | None = None) -> None:
+    """Refuse (ParamsError, one line) an EASE fit whose dense matrices would not fit in memory.
+
+    Called by the validate stage where the catalogue size is known, and by the baselines stage
+    before it allocates anything. ItemKNN and iALS need no check: their memory grows with the
+    interactions and the items, never with items x items.
+    """
+    limit = memory_limit_bytes() if limit_bytes is None else limit_bytes
+    n = ease_items(params, num_items)
+    need = ease_fit_bytes(n)
+    if limit is None or need <= MEMORY_SHARE * limit:
+        return
+    most = math.isqrt(int(MEMORY_SHARE * limit) // EASE_BYTES_PER_CELL)
+    raise ParamsError(f"ease.max_items: fitting EASE on {n:,} of the {num_items:,} movies needs about "
+                      f"{need / 1e9:.1f} GB ({n:,} x {n:,} matrices: three float64 to invert, two float32 of "
+                      f"weights), more than {MEMORY_SHARE:.0%} of the {limit / 1e9:.1f} GB this machine allows; "
+                      f"set ease.max_items to {most:,} or less (EASE then fits the most popular movies and "
+                      "never recommends the rest)")
 
 
 def check_data(params: Params, root: str | Path = ".") -> None:
