@@ -72,14 +72,20 @@ RUN_BY: dict[str, str] = {
     # docs/remotes.md
     "dvc push": PIPELINE + "test_push_and_pull_give_back_every_artefact",
     "dvc pull": PIPELINE + "test_push_and_pull_give_back_every_artefact",
-    "ncf share": PIPELINE + "test_a_teammates_experiment_restores_from_the_remote_instead_of_training",
-    "dvc pull --run-cache": PIPELINE + "test_a_teammates_experiment_restores_from_the_remote_instead_of_training",
+    # the remote's path: the test's own folder
+    "dvc remote add -d team /mnt/shared/ncf-dvc":
+        PIPELINE + "test_a_teammates_experiments_restore_from_the_remote_instead_of_training",
+    'git commit -m "DVC remote" .dvc/config':
+        PIPELINE + "test_a_teammates_experiments_restore_from_the_remote_instead_of_training",
+    "ncf share": PIPELINE + "test_a_teammates_experiments_restore_from_the_remote_instead_of_training",
+    "dvc pull --run-cache": PIPELINE + "test_a_teammates_experiments_restore_from_the_remote_instead_of_training",
     "dvc exp run --pull -S num_negatives=2":
-        PIPELINE + "test_a_teammates_experiment_restores_from_the_remote_instead_of_training",
+        PIPELINE + "test_a_teammates_experiments_restore_from_the_remote_instead_of_training",
     'git tag -a neumf@v1.0.0 -m "NeuMF at the committed defaults"': E2E + "test_the_model_as_an_artifact",
     "dvc artifacts get . neumf -o /tmp/neumf.pt": E2E + "test_the_model_as_an_artifact",
     # docs/troubleshooting.md
-    "git checkout HEAD -- params.yaml dvc.lock metrics plots && dvc checkout":
+    "git rm -rqf --cached --ignore-unmatch -- params.yaml dvc.lock metrics plots && git checkout HEAD -- "
+    "params.yaml dvc.lock metrics plots && dvc checkout":
         PIPELINE + "test_an_interrupted_dvc_repro_then_the_printed_command_brings_back_every_output",
     # docs/ncf-command.md (`$ ` lines, with their output)
     "ncf compare gmf neumf": "tests/test_cli.py::test_compare_two_models_of_one_run",

@@ -69,12 +69,12 @@ def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_
     assert result["users"] == round(20_000 * ML20M_USERS / ML20M_RATINGS)  # the split stage's data report
     assert result["train"] == result["rows"] - 2 * result["users"]  # every user held out twice, no row dropped
     assert any("download" in line and f"{result['rows']:,} interactions" in line for line in result["log"])
-    assert 0 < result["bare_read_s"] < result["stages_s"]
+    assert 0 <= result["bare_read_s"] < result["stages_s"]  # 20,000 rows: the bare read may round to 0.00 s
     assert result["stages_s"] == pytest.approx(result["download_s"] + result["split_s"], abs=0.011)
     a, b = result["bare_read_s"], result["stages_s"]  # both rounded to 0.01 s
     assert (b - 0.005) / (a + 0.005) <= result["ratio"] <= (b + 0.005) / max(a - 0.005, 1e-9)
     assert 0 < result["bare_peak_gb"] and 0 < result["download_peak_gb"] <= result["stages_peak_gb"]
-    assert 0 < result["bare_cpu_s"] and 0 < result["stages_cpu_s"] and len(result["pair_ratios"]) == 1
+    assert 0 <= result["bare_cpu_s"] and 0 < result["stages_cpu_s"] and len(result["pair_ratios"]) == 1
     split = tmp_path / "work" / "ingest" / "data" / "split"
     assert sorted(p.name for p in split.iterdir()) == [f"{n}.parquet" for n in ("items", "test", "train", "users",
                                                                                  "valid")]
