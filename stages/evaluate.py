@@ -7,7 +7,7 @@ NDCG@10 (`hr@10_se`, `ndcg@10_se`), plus every user's rank per model for paired 
 Beside them, for comparison with the
 literature only, `sampled_hr@10` / `sampled_ndcg@10`: the paper's protocol, ranking the test
 item among itself and 99 items the user never interacted with (drawn once, seeded).
-For review, a few users' held-out movie, its rank and NeuMF's top 10 go to a markdown sample.
+For review, a few users' held-out item, its rank and NeuMF's top 10 go to a markdown sample.
 """
 
 import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
@@ -35,7 +35,7 @@ SAMPLE_USERS = 5
 def main():
     p = parser(__doc__)
     p.add_argument("--split", required=True, type=Path, help="input: the split stage's folder")
-    p.add_argument("--catalog", required=True, type=Path, help="input: movies with titles (split stage)")
+    p.add_argument("--catalog", required=True, type=Path, help="input: items with titles (split stage)")
     p.add_argument("--models", required=True, type=Path, help="input: folder with gmf.pt, mlp.pt, neumf.pt")
     p.add_argument("--baselines", required=True, type=Path, help="input: folder with ease.pt, ials.pt, itemknn.pt")
     p.add_argument("--metrics", required=True, type=Path, help="output: metrics JSON")
@@ -64,7 +64,7 @@ def main():
 
     def score(name, score_all, extra=None):
         ranks[name], sampled = rank_test(score_all, users, targets, mask, positives, num_items,
-                                         sample_seed, chunk, device)
+                                         sample_seed, chunk, device, desc=f"{name} test ranking")
         ranks[f"{name}_sampled"] = sampled
         report[name] = {**summarize(ranks[name], params.evaluate.ks), **standard_errors(ranks[name]),
                         **{f"sampled_{k}": v for k, v in summarize(sampled, (SAMPLED_K,)).items()},
@@ -87,14 +87,14 @@ def main():
     picks = np.random.default_rng(stage_seed(params.seed, "evaluate:sample")).choice(
         len(users), size=min(SAMPLE_USERS, len(users)), replace=False)
     lines = [f"# What NeuMF recommends: {len(picks)} test users (seeded sample)", "",
-             "Each user's held-out test movie, its rank among the candidates (training and validation "
-             "movies masked; rank 0 is the top), and NeuMF's top 10 (the held-out movie in bold).", ""]
+             "Each user's held-out test item, its rank among the candidates (training and validation "
+             "items masked; rank 0 is the top), and NeuMF's top 10 (the held-out item in bold).", ""]
     for i in sorted(picks, key=lambda i: users_frame["user_id"].iloc[users[i]]):
         user, target = int(users[i]), int(targets[i])
         known_items = known.loc[known["user"] == user, "item"].tolist()
         top, _ = top_k(models["neumf"].cpu(), user, known_items, 10)
         candidates = num_items - len(known_items)
-        lines += [f"## User {users_frame['user_id'].iloc[user]} ({len(known_items) + 1} ratings)", "",
+        lines += [f"## User {users_frame['user_id'].iloc[user]} ({len(known_items) + 1} interactions)", "",
                   f"Held out: {describe(items_frame.iloc[target])}, rank {ranks['neumf'][i]} of "
                   f"{candidates:,} candidates.", ""]
         lines += [f"{n}. " + (f"**{describe(items_frame.iloc[item])}**" if item == target

@@ -128,7 +128,7 @@ def test_recommend_lists_unseen_titles_best_first_with_history(trained_split, ca
     cli.main(["recommend", "--user", "196", "-k", "3", "--history", "2", "--model", str(ckpt),
               "--split", str(split), "--catalog", str(split.parent / "catalog.parquet")])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("Top 2 for MovieLens user 196 (4 ratings)")  # only 2 unseen
+    assert lines[0].startswith("Top 2 for user 196 (4 interactions)")  # only 2 unseen
     assert lines[1].startswith("  1. Casablanca - Drama")  # item 2: no year shown
     assert lines[2].startswith("  2. Brazil (1985) - Comedy, Sci-Fi")
     assert "Fargo" not in "\n".join(lines[:3])  # seen in training: never recommended
@@ -142,7 +142,8 @@ def test_recommend_unknown_user_is_one_line(trained_split, capsys):
         cli.main(["recommend", "--user", "5", "--model", str(ckpt), "--split", str(split),
                   "--catalog", str(split.parent / "catalog.parquet")])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err == "error: user 5 is not in " + str(split) + "/users.parquet (MovieLens ids 7-196)\n"
+    assert capsys.readouterr().err == (f"error: user 5 is not in {split}/users.parquet "
+                                       "(ids as in the data: 7-196)\n")
 
 
 def test_runs_are_paired_per_user_and_averaged_over_seeds():
@@ -202,7 +203,7 @@ def test_recommend_blames_a_wrong_catalog_not_the_model(trained_split, capsys, t
     pd.read_parquet(split.parent / "catalog.parquet").head(4).to_parquet(other)
     err = _one_line_error(capsys, ["recommend", "--user", "196", "--model", str(ckpt), "--split", str(split),
                                    "--catalog", str(other)])
-    assert f"{other}: lists 4 movies, but {split} has 6" in err
+    assert f"{other}: lists 4 items, but {split} has 6" in err
 
 
 def test_recommend_on_a_truncated_split_file_is_one_line(trained_split, capsys):

@@ -111,8 +111,13 @@ def test_a_new_version_of_the_file_reruns_from_the_data_and_checkout_brings_back
     first = digests(project)
     report = json.loads((project / "metrics/data.json").read_text())
     assert report["users"] == 30 and report["rows"] == 180 and report["users_tested"] == 30
-    catalog = (project / "plots/samples.md").read_text()
-    assert "Product " in catalog  # names from the items file
+    assert "Product " in (project / "plots/samples.md").read_text()  # names from the items file
+    shown = shell("ncf recommend --user c001 -k 3", project).stdout.splitlines()
+    assert shown[0].startswith("Top 3 for user c001 (") and all(" Product " in line for line in shown[1:4]), shown
+    import pandas as pd
+
+    recs = pd.read_parquet(project / "data/recommendations.parquet")
+    assert recs["user_id"].nunique() == 30 and recs["title"].str.startswith("Product ").all()
 
     (project / "next-week.csv").write_text(interactions(1))
     second_week = PAGE_COMMANDS[len(FIRST_WEEK):]

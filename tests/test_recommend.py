@@ -153,7 +153,8 @@ def test_the_stage_writes_k_unseen_items_for_every_user_and_ncf_recommend_prints
         lines = capsys.readouterr().out.splitlines()[1:]
         printed = [re.match(r"\s*\d+\. (.*)  \[logit ([-+]\d+\.\d\d)\]$", line).groups() for line in lines]
         by_item = catalog.set_index("item_id")
-        expected = [(describe(by_item.loc[item].to_dict() | {"title": by_item.loc[item, "title"]}), f"{score:+.2f}")
+        expected = [(describe(by_item.loc[item].to_dict() | {"item_id": item, "title": by_item.loc[item, "title"]}),
+                     f"{score:+.2f}")
                     for item, score in zip(mine["item_id"], mine["score"])]
         assert printed == expected, user_id
 
@@ -178,4 +179,4 @@ def test_ncf_recommend_finds_users_whose_ids_are_strings(pipeline_outputs, capsy
     users.assign(user_id="u" + users["user_id"].astype(str)).to_parquet(split / "users.parquet")
     cli.main(["recommend", "--user", "u21", "-k", "2", "--model", str(pipeline_outputs / "models" / "gmf.pt"),
               "--split", str(split), "--catalog", str(pipeline_outputs / "data" / "catalog.parquet")])
-    assert capsys.readouterr().out.startswith("Top 2 for MovieLens user u21 (")
+    assert capsys.readouterr().out.startswith("Top 2 for user u21 (")

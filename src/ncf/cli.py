@@ -117,14 +117,16 @@ def recommend(args) -> None:
     num_items = len(read_table(split / "items.parquet"))
     items = read_table(args.catalog)
     if len(items) != num_items:
-        raise CliError(f"{args.catalog}: lists {len(items):,} movies, but {split} has {num_items:,}; "
+        raise CliError(f"{args.catalog}: lists {len(items):,} items, but {split} has {num_items:,}; "
                        "pass the catalog the split stage wrote with it (--catalog data/catalog.parquet)")
     seen = pd.concat([read_table(split / f"{n}.parquet") for n in ("train", "valid", "test")])
     # Ids as in the data may be numbers or strings: compare them as text.
     row = users.index[users["user_id"].astype(str) == args.user]
     if not len(row):
-        raise CliError(f"user {args.user} is not in {split}/users.parquet (MovieLens ids "
-                       f"{users['user_id'].min()}-{users['user_id'].max()})")
+        ids = users["user_id"]
+        known = f"{ids.min()}-{ids.max()}" if pd.api.types.is_numeric_dtype(ids) else \
+            "e.g. " + ", ".join(map(str, ids.iloc[[0, len(ids) // 2, -1]]))
+        raise CliError(f"user {args.user} is not in {split}/users.parquet (ids as in the data: {known})")
     user = int(users.loc[row[0], "user"])
     try:
         model, ckpt = load_checkpoint(args.model, None,  # the kind the checkpoint says it holds
@@ -136,7 +138,7 @@ def recommend(args) -> None:
     mask = ItemMask(mine["user"].to_numpy(np.int64), mine["item"].to_numpy(np.int64), len(users))
     _, top, scores = rank(model.score_all, [user], mask, args.k, len(users))  # only unseen movies
     top, scores = top[0][top[0] >= 0], scores[0][top[0] >= 0]
-    print(f"Top {len(top)} for MovieLens user {args.user} ({len(mine)} ratings), "
+    print(f"Top {len(top)} for user {args.user} ({len(mine)} interactions), "
           f"{ckpt['kind']} checkpoint {args.model}:")
     for rank_, (item, score) in enumerate(zip(top, scores), start=1):
         print(f"{rank_:>3}. {describe(items.iloc[int(item)])}  [logit {score:+.2f}]")
@@ -282,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("recommend", help="top-K unseen movies for one user, with titles and scores",
                        description="Top-K movies the user has not rated, scored by a trained checkpoint.")
-    r.add_argument("--user", required=True, help="user id as in the data (MovieLens: as in u.data)")
+    r.add_argument("--user", required=True, help="user id as in the data (MovieLens: as in u.data; your own: as in "
+                   "your file)")
     r.add_argument("-k", type=int, default=10, help="how many movies (default: %(default)s)")
     r.add_argument("--history", type=int, default=0, metavar="N", help="also show the user's last N rated movies")
     r.add_argument("--model", type=Path, default=Path("models/neumf.pt"), help="checkpoint (default: %(default)s)")

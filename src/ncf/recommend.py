@@ -104,8 +104,14 @@ def top_k(model, user: int, exclude: list[int], k: int) -> tuple[list[int], list
     return top.indices.tolist(), top.values.tolist()
 
 
-def describe(movie) -> str:
-    """'Fargo (1996) - Crime, Drama, Thriller' from a row of data/catalog.parquet."""
-    year = "" if pd.isna(movie.get("year")) else f" ({int(movie['year'])})"
-    genres = str(movie.get("genres") or "").replace("|", ", ")
-    return f"{movie.get('title')}{year}" + (f" - {genres}" if genres else "")
+def describe(item) -> str:
+    """'Fargo (1996) - Crime, Drama, Thriller' from a row of data/catalog.parquet; an item that
+    the items file does not name (or with no items file) is shown by its id: 'item B-17'."""
+    title = item.get("title")
+    if title is None or pd.isna(title):
+        return f"item {item.get('item_id')}"
+    year = item.get("year")
+    year = "" if year is None or pd.isna(year) else f" ({int(year)})"
+    genres = item.get("genres")
+    genres = "" if genres is None or pd.isna(genres) else str(genres).replace("|", ", ")
+    return f"{title}{year}" + (f" - {genres}" if genres else "")
