@@ -27,7 +27,8 @@ from tests.test_pipeline_e2e import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEAP = {"train": {"max_epochs": 4, "patience": 2, "batch_size": 512}, "gmf": {"dim": 8, "lr": 0.05, "l2": 0.0},
-         "mlp": {"dim": 8, "layers": [16, 8], "lr": 0.01}, "ease": {"l2": [100]},
+         # ease.max_items below the 45 items: the whole pipeline with EASE past its dense budget.
+         "mlp": {"dim": 8, "layers": [16, 8], "lr": 0.01}, "ease": {"l2": [100], "max_items": 30},
          "ials": {"factors": [8], "regularization": [1.0], "iterations": 3}, "itemknn": {"k": [10]}}
 DATA_MD = (ROOT / "docs" / "data.md").read_text()
 
@@ -111,6 +112,8 @@ def test_a_new_version_of_the_file_reruns_from_the_data_and_checkout_brings_back
     first = digests(project)
     report = json.loads((project / "metrics/data.json").read_text())
     assert report["users"] == 30 and report["rows"] == 180 and report["users_tested"] == 30
+    assert report["items"] == 45 and json.loads((project / "metrics/baselines.json").read_text())["ease"][
+        "fitted_items"] == 30  # every stage ran with EASE capped to the 30 most popular items
     assert "Product " in (project / "plots/samples.md").read_text()  # names from the items file
     shown = shell("ncf recommend --user c001 -k 3", project).stdout.splitlines()
     assert shown[0].startswith("Top 3 for user c001 (") and all(" Product " in line for line in shown[1:4]), shown
