@@ -82,7 +82,7 @@ def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_
 
 def test_the_recommend_row_ranks_the_bounded_users_at_the_shape_asked(tmp_path):
     scale_main(["--sizes", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                "--recommend-users", "100", "--recommend-shape", "500", "2000"])
+                "--recommend-users", "100", "--recommend-shape", "500", "2000", "--ingest", "0"])
     row = json.loads((tmp_path / "out" / "scale.json").read_text())["recommend"]
     assert (row["users"], row["items"], row["ranked"], row["k"]) == (500, 2000, 100, 10)
     assert row["seconds_per_1000_users"] == pytest.approx(10 * row["seconds"], abs=0.1)

@@ -60,7 +60,9 @@ class _LineBar(tqdm):
         return super().display(msg, pos)
 
     def close(self):
-        if self.disable:
+        # getattr: a Ctrl-C inside tqdm's __init__ leaves an object without `disable`, which
+        # __del__ then closes; an AttributeError there printed after the one-line message.
+        if getattr(self, "disable", True):
             return
         if not self.fp.printed:  # short work: stay silent, and do not print the final state either
             self.disable = True
