@@ -115,18 +115,22 @@ def test_grids_follow_params_in_order():
     assert baselines.grid("itemknn", params) == [{"k": 5}]
 
 
-def test_stage_chooses_on_validation_and_refits(tmp_path):
-    u, i, nu, ni = random_interactions(users=40, items=24, per_user=8)
+def stage_split(tmp_path, u, i, nu, ni):
+    """The split folder the baselines stage reads; each user's last item is held out for validation."""
     frame = pd.DataFrame({"user": u, "item": i})
-    # The last item of each user is held out twice: validation, then test.
     valid = frame.groupby("user").nth(-1)
-    train = frame.drop(valid.index)
     split = tmp_path / "split"
     split.mkdir()
-    train.to_parquet(split / "train.parquet")
+    frame.drop(valid.index).to_parquet(split / "train.parquet")
     valid.reset_index(drop=True).to_parquet(split / "valid.parquet")
     pd.DataFrame({"user": np.arange(nu)}).to_parquet(split / "users.parquet")
     pd.DataFrame({"item": np.arange(ni)}).to_parquet(split / "items.parquet")
+    return split
+
+
+def test_stage_chooses_on_validation_and_refits(tmp_path):
+    u, i, nu, ni = random_interactions(users=40, items=24, per_user=8)
+    split = stage_split(tmp_path, u, i, nu, ni)
     params = tmp_path / "params.yaml"
     params.write_text("threads: 1\nease: {l2: [0.5, 50]}\nials: {factors: [4], regularization: [1]}\n"
                       "itemknn: {k: [2, 5]}\n")
@@ -277,14 +281,7 @@ def test_progress_is_one_line_per_step_outside_a_terminal(monkeypatch, capsys):
 
 def test_stage_fits_capped_ease_and_refuses_what_memory_cannot_hold(tmp_path, monkeypatch, capsys):
     u, i, nu, ni = random_interactions(users=40, items=24, per_user=8)
-    frame = pd.DataFrame({"user": u, "item": i})
-    valid = frame.groupby("user").nth(-1)
-    split = tmp_path / "split"
-    split.mkdir()
-    frame.drop(valid.index).to_parquet(split / "train.parquet")
-    valid.reset_index(drop=True).to_parquet(split / "valid.parquet")
-    pd.DataFrame({"user": np.arange(nu)}).to_parquet(split / "users.parquet")
-    pd.DataFrame({"item": np.arange(ni)}).to_parquet(split / "items.parquet")
+    split = stage_split(tmp_path, u, i, nu, ni)
     params = tmp_path / "params.yaml"
     params.write_text("threads: 1\nease: {l2: [10], max_items: 10}\nials: {factors: [4], regularization: [1]}\n"
                       "itemknn: {k: [2]}\n")

@@ -387,6 +387,19 @@ def _keys(cls, prefix: str = ""):
             yield f"{prefix}{f.name}"
 
 
+MISSING = object()  # what `lookup` returns for a key that is not there
+
+
+def lookup(mapping, dotted: str):
+    """The value at a dotted key (`gmf.lr`) of a nested mapping, or MISSING."""
+    node = mapping
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
 def check_complete(path: str | Path = "params.yaml") -> None:
     """Refuse a params.yaml that leaves out a key (the validate stage's check).
 
@@ -394,22 +407,10 @@ def check_complete(path: str | Path = "params.yaml") -> None:
     the file itself and, where one is missing, fails that stage after removing its outputs.
     """
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-
-    def present(dotted: str) -> bool:
-        node = raw
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return False
-            node = node[part]
-        return True
-
-    missing = [key for key in _keys(Params) if not present(key)]
+    missing = [key for key in _keys(Params) if lookup(raw, key) is MISSING]
     if missing:
-        defaults = Params().to_dict()
         first = missing[0]
-        value = defaults
-        for part in first.split("."):
-            value = value[part]
+        value = lookup(Params().to_dict(), first)
         more = f" (and {len(missing) - 1} more: {', '.join(missing[1:4])}{', ...' if len(missing) > 4 else ''})" \
             if len(missing) > 1 else ""
         raise ParamsError(f"{path}: {first} is missing{more}; DVC reads every key from the file, so write "

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ncf.config import lookup
+
 METRICS_FILE = "metrics/evaluate.json"
 # Not a study: seeds are repetitions of one configuration, and `threads` decides how a run
 # computes, not what (1 and 2 threads give the same weights; docs/protocol.md), so a
@@ -33,18 +35,6 @@ IGNORED = {"seed", "threads"}
 
 class ReplaceError(ValueError):
     """The folder holds a report made from more runs than the one about to replace it."""
-
-
-def _lookup(params: dict, dotted: str):
-    node = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-_MISSING = object()
 
 
 def stale_stages(lock: dict, params: dict) -> list[str]:
@@ -64,7 +54,7 @@ def stale_stages(lock: dict, params: dict) -> list[str]:
     stale: list[str] = []
     for name, stage in stages.items():  # dvc.lock lists a stage after the stages it reads
         recorded = ((stage.get("params") or {}).get("params.yaml")) or {}
-        changed = any(_lookup(params, key) != value for key, value in recorded.items())
+        changed = any(lookup(params, key) != value for key, value in recorded.items())
         for dep in stage.get("deps") or []:
             upstream = made.get(dep.get("path"))
             if upstream and (upstream[1] != dep.get("md5") or upstream[0] in stale):
