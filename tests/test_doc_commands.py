@@ -238,15 +238,10 @@ def wait_for_the_queue(repo: Path, timeout_s: int = 1200) -> None:
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Path:
     """A committed copy of the project with cheap training settings (tests/test_pipeline_e2e.py's)."""
-    from test_pipeline_e2e import copy_project, synthetic_ml100k_zip
+    from test_pipeline_e2e import cheap_params, copy_project
 
     repo = copy_project(tmp_path_factory.mktemp("doc-commands"))
-    zip_path = synthetic_ml100k_zip(tmp_path_factory.mktemp("source") / "ml-100k.zip")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(sources=["local"], local_zip=str(zip_path), verify=False)
-    params["train"].update(max_epochs=6, patience=2, batch_size=256)
-    params["gmf"].update(dim=8, lr=0.05, l2=0.0)
-    params["mlp"].update(dim=8, layers=[16, 8], lr=0.01)
+    params = cheap_params(tmp_path_factory.mktemp("source"), max_epochs=6, patience=2)
     params["ials"].update(factors=[8], regularization=[3], iterations=3)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shell("git init -q && git config user.name t && git config user.email t@t && dvc init -q && "

@@ -42,6 +42,18 @@ PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock
 pytestmark = pytest.mark.slow
 
 
+def cheap_params(source: Path, **train) -> dict:
+    """params.yaml with a synthetic ml-100k zip written in `source` as the only source, small
+    models and batches, and `train` (max_epochs, patience) on top."""
+    zip_path = synthetic_ml100k_zip(source / "ml-100k.zip")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(sources=["local"], local_zip=str(zip_path), verify=False)
+    params["train"].update(batch_size=256, **train)
+    params["gmf"].update(dim=8, lr=0.05, l2=0.0)
+    params["mlp"].update(dim=8, layers=[16, 8], lr=0.01)
+    return params
+
+
 def copy_project(repo: Path, extra: tuple[str, ...] = ()) -> Path:
     """The project's files (PROJECT_FILES and `extra`), copied from this checkout into `repo`."""
     repo.mkdir(parents=True, exist_ok=True)
@@ -93,12 +105,7 @@ def reproduced(tmp_path_factory) -> Reproduced:
     """The project, reproduced once from nothing with `dvc repro` and committed: every test
     starts from this commit (through `project`), whichever runs first or alone."""
     repo = copy_project(tmp_path_factory.mktemp("ncf-e2e"))
-    zip_path = synthetic_ml100k_zip(tmp_path_factory.mktemp("source") / "ml-100k.zip")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(sources=["local"], local_zip=str(zip_path), verify=False)
-    params["train"].update(max_epochs=8, patience=3, batch_size=256)
-    params["gmf"].update(dim=8, lr=0.05, l2=0.0)
-    params["mlp"].update(dim=8, layers=[16, 8], lr=0.01)
+    params = cheap_params(tmp_path_factory.mktemp("source"), max_epochs=8, patience=3)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
     run(["git", "config", "user.name", "ncf tests"], repo)  # dvc exp commits need an identity

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from benchmarks.env import dvc_env
-from tests.test_pipeline_e2e import ROOT, copy_project, synthetic_ml100k_zip
+from tests.test_pipeline_e2e import ROOT, cheap_params, copy_project
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -42,12 +42,7 @@ def two_commits(tmp_path_factory) -> Path:
     """main: the defaults (made small); branch change: num_negatives 2; both reproduced and pushed
     to a local remote (`store`, committed on main); the workspace is on `change`."""
     repo = copy_project(tmp_path_factory.mktemp("ncf-review"), extra=("ci",))
-    zip_path = synthetic_ml100k_zip(tmp_path_factory.mktemp("source") / "ml-100k.zip")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(sources=["local"], local_zip=str(zip_path), verify=False)
-    params["train"].update(max_epochs=4, patience=2, batch_size=256)
-    params["gmf"].update(dim=8, lr=0.05, l2=0.0)
-    params["mlp"].update(dim=8, layers=[16, 8], lr=0.01)
+    params = cheap_params(tmp_path_factory.mktemp("source"), max_epochs=4, patience=2)
     params["num_negatives"] = 4
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     remote = tmp_path_factory.mktemp("remote")
