@@ -118,16 +118,24 @@ class SyntheticRelease:
         return "".join(lines).encode("latin-1")
 
     @staticmethod
+    def member(name: str) -> zipfile.ZipInfo:
+        """A zip member dated once for all: `writestr(name, ...)` dates it now, so two builds of
+        the same zip a second apart would differ, and so would their md5."""
+        info = zipfile.ZipInfo(name, date_time=(1998, 4, 23, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        return info
+
+    @staticmethod
     def ml100k_zip(u_data: bytes, u_item: bytes | None, extra: dict[str, bytes | str] | None = None) -> bytes:
         """A zip in GroupLens's ml-100k layout holding these files (no u.item when None), then `extra`
         (member name -> content), for tests that need a broken or unusual release."""
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("ml-100k/u.data", u_data)
+            zf.writestr(SyntheticRelease.member("ml-100k/u.data"), u_data)
             if u_item is not None:
-                zf.writestr("ml-100k/u.item", u_item)
+                zf.writestr(SyntheticRelease.member("ml-100k/u.item"), u_item)
             for name, blob in (extra or {}).items():
-                zf.writestr(name, blob)
+                zf.writestr(SyntheticRelease.member(name), blob)
         return buf.getvalue()
 
     def grouplens_zip(self) -> bytes:
@@ -155,10 +163,10 @@ class SyntheticRelease:
     def recbole_wheel(self) -> bytes:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("recbole/__init__.py", "")
-            zf.writestr(self.WHEEL_INTER, self.recbole_inter())
-            zf.writestr(self.WHEEL_ITEM, self.recbole_item())
-            zf.writestr("recbole-1.2.1.dist-info/METADATA", "Name: recbole\nVersion: 1.2.1\n")
+            for name, blob in (("recbole/__init__.py", ""), (self.WHEEL_INTER, self.recbole_inter()),
+                               (self.WHEEL_ITEM, self.recbole_item()),
+                               ("recbole-1.2.1.dist-info/METADATA", "Name: recbole\nVersion: 1.2.1\n")):
+                zf.writestr(self.member(name), blob)
         return buf.getvalue()
 
     # --- facts used to configure a synthetic Release ----------------------------------------

@@ -103,8 +103,10 @@ def write_zip(path: Path, interactions: int, folder: str = "ml-25m", seed: int =
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        zf.writestr(f"{folder}/ratings.csv", _csv(ratings))
-        zf.writestr(f"{folder}/movies.csv", _csv(movies))
+        for name, data in (("ratings.csv", _csv(ratings)), ("movies.csv", _csv(movies))):
+            # Dated once for all, so the same arguments give the same bytes (and md5) at any time.
+            info = zipfile.ZipInfo(f"{folder}/{name}", date_time=(2019, 11, 21, 0, 0, 0))
+            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
     tmp.replace(path)
     return len(ratings)
 
