@@ -27,11 +27,15 @@ repro: setup  ## run the whole DVC pipeline (download -> ... -> plot)
 lint: setup  ## ruff over the code and tests (part of make test)
 	$(BIN)/ruff check .
 
+# Test modules spread over up to 4 pytest-xdist workers (2 on a 2-core machine), each module whole on
+# one worker (its end-to-end fixtures build one repository), the slowest modules first (conftest.py).
+XDIST  := -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
+
 test: setup lint  ## lint, then the test suite, end-to-end DVC tests included
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 test-fast: setup  ## unit tests only (skips the slow end-to-end DVC tests)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(XDIST) -m "not slow"
 
 bench: setup  ## speed, memory and the experiment loop (cold, busy, revisit, five seeds); writes bench.json (about 15 minutes; BENCH_ARGS=--skip-study saves 6)
 	$(BIN)/dvc repro split

@@ -192,8 +192,9 @@ def test_make_targets_run_what_the_pages_say():
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
     assert re.search(r"^\.venv/bin/dvc repro$", dry("repro"), re.M)
-    assert re.search(r"^\.venv/bin/python -m pytest$", dry("test"), re.M)
-    assert re.search(r'^\.venv/bin/python -m pytest -m "not slow"$', dry("test-fast"), re.M)
+    workers = "-n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder"  # every test, spread over workers
+    assert re.search(rf"^\.venv/bin/python -m pytest {workers}$", dry("test"), re.M)
+    assert re.search(rf'^\.venv/bin/python -m pytest {workers} -m "not slow"$', dry("test-fast"), re.M)
 
 
 # --- the DVC commands, literally, in a scratch repository (slow) ------------------------------
