@@ -32,8 +32,12 @@ def training_curves(curves: dict[str, pd.DataFrame], path, base: dict[str, pd.Da
     for frames, style, suffix in sides:
         for name, df in frames.items():
             color, label = COLORS.get(name), LABELS.get(name, name) + suffix
-            ax_hr.plot(df["epoch"], df["valid_hr10"], marker=".", color=color, label=label, linestyle=style)
-            best = df.loc[df["valid_hr10"].idxmax()]
+            # Only the validated epochs (`evaluate.valid_every` > 1 leaves the others empty): one
+            # line through them, not isolated dots between gaps.
+            validated = df.dropna(subset=["valid_hr10"])
+            ax_hr.plot(validated["epoch"], validated["valid_hr10"], marker=".", color=color, label=label,
+                       linestyle=style)
+            best = validated.loc[validated["valid_hr10"].idxmax()]
             ax_hr.scatter([best["epoch"]], [best["valid_hr10"]], s=80, facecolors="none", edgecolors=color)
             trained = df.dropna(subset=["loss"])
             ax_loss.plot(trained["epoch"], trained["loss"], marker=".", color=color, label=label, linestyle=style)
