@@ -82,7 +82,10 @@ def _time_order(user: np.ndarray, timestamp: np.ndarray | None) -> np.ndarray:
     low = timestamp.min()
     span = int(timestamp.max()) - int(low) + 1
     if (int(user.max()) + 1) * span < 2**63:  # one int64 key, one stable sort: faster than lexsort's two
-        return np.argsort(user * span + (timestamp - low), kind="stable")
+        key = user * span  # built in place: one 20 M-row array instead of three
+        key += timestamp
+        key -= low
+        return np.argsort(key, kind="stable")
     return np.lexsort((timestamp, user))
 
 
