@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ncf.errors import DataError
-from ncf.split import DROP_REASONS, MIN_INTERACTIONS, Rules, _stable_order, leave_one_out, report
+from ncf.split import DROP_REASONS, MIN_INTERACTIONS, Rules, leave_one_out, report
 
 
 def frame(rows, columns=("user_id", "item_id", "rating", "timestamp")) -> pd.DataFrame:
@@ -311,12 +311,3 @@ def test_output_dtypes(ratings, movies):
         assert np.issubdtype(part["user"].dtype, np.integer)
         assert np.issubdtype(part["item"].dtype, np.integer)
         assert part.index.equals(pd.RangeIndex(len(part)))
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3)), max_size=60))
-def test_sorting_the_two_halves_of_the_users_apart_is_the_stable_sort(rows):
-    user = np.array(sorted(u for u, _ in rows), dtype=np.int64)  # grouped by user, as in time order
-    item = np.array([i for _, i in sorted(rows, key=lambda r: r[0])], dtype=np.int64)
-    pair = user * 4 + item
-    assert np.array_equal(_stable_order(pair, user), np.argsort(pair, kind="stable"))
