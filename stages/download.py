@@ -9,6 +9,7 @@ tracked with `dvc add`. Both end in the same canonical tables (src/ncf/interacti
 import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
 
 from ncf.config import load_params
+from ncf.interactions import PARQUET_OPTIONS
 from ncf.io import write_parquet
 from ncf.sources import load
 from ncf.stage import log, parser, run
@@ -21,7 +22,7 @@ def main():
     args = p.parse_args()
     params = load_params(args.params)
     interactions, items, source = load(params.data, log=lambda msg: log("download", msg))
-    write_parquet(interactions, args.interactions)
+    write_parquet(interactions, args.interactions, **PARQUET_OPTIONS)
     write_parquet(items, args.items)
     log("download", f"{source}: {len(interactions):,} interactions, {interactions['user_id'].nunique():,} users, "
         f"{interactions['item_id'].nunique():,} items ({len(items):,} named)")

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ncf.io import output_file, write_bytes, write_json, write_parquet, write_tsv
+import pyarrow.parquet as pq
+
+from ncf.io import output_file, read_parquet, write_bytes, write_json, write_parquet, write_tsv
 
 
 class Boom(RuntimeError):
@@ -97,7 +99,19 @@ def test_write_parquet_round_trip(tmp_path):
     write_parquet(df, path)
     back = pd.read_parquet(path)
     pd.testing.assert_frame_equal(back, df.reset_index(drop=True))  # index not written
+    pd.testing.assert_frame_equal(read_parquet(path), back)  # the same frame, columns kept apart
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+
+
+def test_write_parquet_one_row_group_beyond_pyarrows_default(tmp_path):
+    # More rows than pyarrow's default row group (1 Mi): still one, so reading gives one array per column.
+    n = 1_100_000
+    df = pd.DataFrame({"user": np.arange(n, dtype=np.int64), "item": np.arange(n, dtype=np.int32) % 7})
+    path = tmp_path / "big.parquet"
+    write_parquet(df, path)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    back = read_parquet(path)
+    pd.testing.assert_frame_equal(back, df)
 
 
 def test_write_tsv_round_trip(tmp_path):

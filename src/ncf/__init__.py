@@ -9,12 +9,18 @@ already in the environment wins; torchrun's processes inherit these):
   early stopping turns a last-digit difference into another model.
 - idle OpenMP threads sleep instead of spinning, so `threads` above 1 does not collapse when
   another process keeps a core busy.
+- numpy does not madvise its large arrays into transparent huge pages (NUMPY_MADVISE_HUGEPAGE=0):
+  where THP and its defrag are both `madvise` (the project's 2-core VM), a fresh huge page can
+  wait for the kernel to compact memory (numpy issue 31590). With it, the split of 20 M rows
+  spent 0.4-2.0 s more system time in each of seven runs side by side, the download (less of
+  its memory is numpy's) more in four of five.
 """
 
 import os
 import platform
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")  # read when numpy loads
 if platform.machine().lower() in ("x86_64", "amd64"):
     for _name, _value in (("MKL_CBWR", "AVX2"), ("ATEN_CPU_CAPABILITY", "avx2"),
                           ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("OPENBLAS_CORETYPE", "Haswell")):

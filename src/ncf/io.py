@@ -42,9 +42,20 @@ def output_file(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+def write_parquet(df: pd.DataFrame, path: str | Path, **options) -> None:
+    """One row group, whatever the size: the stages read whole files back, and one row group reads
+    into one array per column, not ~20 pieces per 20 M rows that pandas then has to join (most of
+    the time of reading a MovieLens-20M-sized file). Files under pyarrow's default row group size
+    (1 Mi rows, such as every ml-100k file) are written byte for byte as before. `options` go to
+    pyarrow.parquet.write_table (encodings, for example)."""
     with output_file(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        df.to_parquet(tmp, index=False, row_group_size=max(len(df), 1), **options)
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """A parquet file as a DataFrame whose columns stay apart (split_blocks): numeric columns are the
+    file's arrays as read, without the copy into one 2-D block per type that pandas makes by default."""
+    return pd.read_parquet(path, to_pandas_kwargs={"split_blocks": True})
 
 
 def write_json(obj, path: str | Path) -> None:
