@@ -15,7 +15,13 @@ Then, once, at MovieLens-25M's shape (162,541 users x 59,047 movies; `--recommen
 - recommend: the recommend stage's ranking (`ncf.recommend.recommend`) with a randomly initialised
   NeuMF of the default size, the seen mask of every user (153 random items each, as 25 M ratings
   give), over the first `--recommend-users` users only: its time per thousand users predicts a
-  full run (a full run's output, K rows per user, adds about 30 MB at K = 10).
+  full run (a full run's output, K rows per user, adds about 30 MB at K = 10);
+- evaluate (`--evaluate-users`): the evaluate stage's test ranking (`ncf.evaluate.rank_test`, full
+  ranking and the sampled protocol) of each model it ranks, randomly initialised at the
+  pipeline's default sizes (GMF, MLP, NeuMF, popularity, EASE on 10,000 items, iALS with 256
+  factors, ItemKNN with 50 neighbours), each in its own process, over the first users only;
+- compare (`--compare-users`): `ncf compare` on two ranks files of 162,541 test users, as the
+  evaluate stage writes them (10,000 bootstrap and 10,000 permutation draws a metric).
 Writes `scale.json` and `scale.png` (seconds and peak memory against interactions) to --out.
 
 Then `--ingest` (default 20,000,263 rows; 0 skips it, `--ingest-only` runs it alone) measures a
@@ -25,6 +31,10 @@ as dvc.yaml runs them, in a scratch project whose params.yaml names the file (`d
 file`). Each runs in a fresh process started by a small launcher, so its peak (the launcher's
 view of its child, `ru_maxrss`) is its own; (b) is the wall time a user waits for both stages.
 Writes `ingest.json` to --out: seconds and peak GB of each, and the ratio (b) / (a).
+
+Last, `--pipeline-interactions` (default 1,000,000; 0 skips it, `--pipeline-only` runs it alone)
+runs every stage of dvc.yaml through real DVC on a synthetic release of that size, then `ncf
+compare` and `ncf report` (benchmarks/pipeline.py); writes `pipeline.json` to --out.
 """
 
 from __future__ import annotations

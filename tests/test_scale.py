@@ -50,7 +50,8 @@ def test_synthetic_csv_is_an_own_file_shaped_like_ml20m(tmp_path, capsys):
 
 def test_scale_bench_measures_every_step_at_every_size(tmp_path):
     scale_main(["--sizes", "3000", "6000", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                "--batch-size", "4096", "--ingest", "0", "--recommend-users", "0"])
+                "--batch-size", "4096", "--ingest", "0", "--recommend-users", "0", "--evaluate-users", "0",
+                "--compare-users", "0", "--pipeline-interactions", "0"])
     report = json.loads((tmp_path / "out" / "scale.json").read_text())
     rows = {(round(row["interactions"], -3), row["step"]): row for row in report["rows"]}
     assert set(rows) == {(k, s) for k in (3000, 6000) for s in ("parse", "split", "gmf_epoch", "eval")}
@@ -83,7 +84,8 @@ def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_
 
 def test_the_recommend_row_ranks_the_bounded_users_at_the_shape_asked(tmp_path):
     scale_main(["--sizes", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                "--recommend-users", "100", "--recommend-shape", "500", "2000", "--ingest", "0"])
+                "--recommend-users", "100", "--recommend-shape", "500", "2000", "--ingest", "0",
+                "--evaluate-users", "0", "--compare-users", "0", "--pipeline-interactions", "0"])
     row = json.loads((tmp_path / "out" / "scale.json").read_text())["recommend"]
     assert (row["users"], row["items"], row["ranked"], row["k"]) == (500, 2000, 100, 10)
     assert row["seconds_per_1000_users"] == pytest.approx(10 * row["seconds"], abs=0.1)
@@ -122,3 +124,20 @@ def test_the_pipeline_row_fails_loudly_naming_the_stage_that_failed(tmp_path):
         scale_main(["--pipeline-only", "--pipeline-interactions", "5000", "--work", str(tmp_path / "work"),
                     "--out", str(tmp_path / "out"), "--pipeline-set", "train.max_epochs=0"])
     assert not (tmp_path / "out" / "pipeline.json").exists()
+
+
+def test_the_evaluate_rows_rank_every_model_and_compare_runs_the_cli_at_the_shape_asked(tmp_path):
+    from benchmarks.scale import EVAL_MODELS
+
+    scale_main(["--sizes", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--ingest", "0",
+                "--pipeline-interactions", "0", "--recommend-users", "0", "--evaluate-users", "100",
+                "--recommend-shape", "500", "2000", "--compare-users", "3000"])
+    report = json.loads((tmp_path / "out" / "scale.json").read_text())
+    assert "recommend" not in report and [row["model"] for row in report["evaluate"]] == list(EVAL_MODELS)
+    for row in report["evaluate"]:
+        assert (row["users"], row["items"], row["ranked"]) == (500, 2000, 100)
+        assert row["seconds_per_1000_users"] == pytest.approx(10 * row["seconds"], abs=0.1)
+        assert row["peak_rss_mb"] > 0
+    compare = report["compare"]
+    assert compare["users"] == 3000 and compare["peak_rss_mb"] > 0 and compare["cpu_s"] > 0
+    assert compare["output"][0].endswith("3000 test users, paired")  # the CLI read both ranks files whole
