@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -440,8 +441,10 @@ def main(argv=None) -> None:
             rows.append({"interactions": n, "step": name, **result})
             print(f"{size:>11,}: {name:<10} {result['seconds']:>8.2f}s  peak {result['peak_rss_mb']:>8,.0f} MB",
                   file=sys.stderr)
+    from benchmarks.pipeline import commit
+
     meta = {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "batch_size": args.batch_size}
+            "batch_size": args.batch_size, "commit": commit(), "load_before": list(os.getloadavg())}
     if args.recommend_users:
         users, items = args.recommend_shape
         meta["recommend"] = run_step("recommend", args.work, args.batch_size, "--recommend-users",
