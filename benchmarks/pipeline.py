@@ -99,6 +99,7 @@ def run_pipeline(work: Path, release: Path, overrides: dict | None = None, tools
                  say=lambda text: print(text, file=sys.stderr)) -> dict:
     """Every stage of dvc.yaml, then `ncf compare` and `ncf report`, on `release`; the measurements."""
     project = work / "project"
+    code = commit()  # the checkout the project is copied from, before anything else changes it
     changed = make_project(project, release, overrides or {})
     load = os.getloadavg()
     rows = []
@@ -120,7 +121,7 @@ def run_pipeline(work: Path, release: Path, overrides: dict | None = None, tools
             say(f"pipeline: ncf {name:<9} {rows[-1]['seconds']:>8.1f}s  cpu {rows[-1]['cpu_s']:>8.1f}s  "
                 f"peak {rows[-1]['peak_gb']:.2f} GB")
     data = json.loads((project / "metrics" / "data.json").read_text())
-    return {"commit": commit(), "release": str(release), "params": changed, "project": str(project),
+    return {"commit": code, "release": str(release), "params": changed, "project": str(project),
             "users": data["users"], "items": data["items"], "train": data["train"],
             "threads": os.cpu_count(), "python": sys.version.split()[0], "load_before": [round(x, 2) for x in load],
             "load_after": [round(x, 2) for x in os.getloadavg()],
