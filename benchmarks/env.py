@@ -18,8 +18,10 @@ def dvc_env(name: str, email: str) -> dict[str, str]:
             "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
 
 
-def module_env() -> dict[str, str]:
-    """os.environ with this checkout first on PYTHONPATH, so that `python -m benchmarks.<name>`
-    finds the benchmarks from any working folder (they are not installed with the package)."""
-    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+def module_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """`base` (default os.environ) with this checkout first on PYTHONPATH, so that `python -m
+    benchmarks.<name>` finds the benchmarks from any working folder (they are not installed with
+    the package)."""
+    base = os.environ if base is None else base
+    paths = [str(ROOT), *filter(None, base.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**base, "PYTHONPATH": os.pathsep.join(paths)}

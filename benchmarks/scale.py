@@ -15,7 +15,13 @@ Then, once, at MovieLens-25M's shape (162,541 users x 59,047 movies; `--recommen
 - recommend: the recommend stage's ranking (`ncf.recommend.recommend`) with a randomly initialised
   NeuMF of the default size, the seen mask of every user (153 random items each, as 25 M ratings
   give), over the first `--recommend-users` users only: its time per thousand users predicts a
-  full run (a full run's output, K rows per user, adds about 30 MB at K = 10).
+  full run (a full run's output, K rows per user, adds about 30 MB at K = 10);
+- evaluate (`--evaluate-users`): the evaluate stage's test ranking (`ncf.evaluate.rank_test`, full
+  ranking and the sampled protocol) of each model it ranks, randomly initialised at the
+  pipeline's default sizes (GMF, MLP, NeuMF, popularity, EASE on 10,000 items, iALS with 256
+  factors, ItemKNN with 50 neighbours), each in its own process, over the first users only;
+- compare (`--compare-users`): `ncf compare` on two ranks files of 162,541 test users, as the
+  evaluate stage writes them (10,000 bootstrap and 10,000 permutation draws a metric).
 Writes `scale.json` and `scale.png` (seconds and peak memory against interactions) to --out.
 
 Then `--ingest` (default 20,000,263 rows; 0 skips it, `--ingest-only` runs it alone) measures a
@@ -25,12 +31,17 @@ as dvc.yaml runs them, in a scratch project whose params.yaml names the file (`d
 file`). Each runs in a fresh process started by a small launcher, so its peak (the launcher's
 view of its child, `ru_maxrss`) is its own; (b) is the wall time a user waits for both stages.
 Writes `ingest.json` to --out: seconds and peak GB of each, and the ratio (b) / (a).
+
+Last, `--pipeline-interactions` (default 1,000,000; 0 skips it, `--pipeline-only` runs it alone)
+runs every stage of dvc.yaml through real DVC on a synthetic release of that size, then `ncf
+compare` and `ncf report` (benchmarks/pipeline.py); writes `pipeline.json` to --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -48,6 +59,7 @@ STEPS = ("parse", "split", "gmf_epoch", "eval")
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000, 25_000_000)
 INGEST_ROWS = 20_000_263  # MovieLens-20M's ratings
 INGEST_STAGES = ("download", "split")
+PIPELINE_INTERACTIONS = 1_000_000  # the whole pipeline's release: 6,502 users x 58,513 movies
 # Runs argv[1:], then prints its wall and CPU seconds and its peak memory. A process of its own
 # with nothing loaded, so the child's ru_maxrss (which Linux carries over fork) is the child's own.
 _LAUNCHER = """import json, resource, subprocess, sys, time
@@ -101,6 +113,99 @@ def recommend_step(num_users: int, num_items: int, ranked: int, k: int = 10) -> 
             "cpu_seconds_per_1000_users": round(1000 * cpu / len(done), 2), "threads": torch.get_num_threads(),
             "full_run_hours": round(num_users * seconds / len(done) / 3600, 2),
             "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+EVAL_MODELS = ("gmf", "mlp", "neumf", "popularity", "ease", "ials", "itemknn")
+
+
+def random_model(kind: str, num_users: int, num_items: int, x):
+    """A model of the pipeline's default size with random weights (its cost does not depend on
+    what it learnt): the neural models as params.yaml sizes them, EASE on `ease.max_items` 10,000
+    items, iALS with 256 factors, ItemKNN with 50 neighbours an item."""
+    from ncf import baselines
+    from ncf.evaluate import Popularity
+    from ncf.models import GMF, MLP, NeuMF
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    if kind in ("gmf", "mlp", "neumf"):
+        model = {"gmf": lambda: GMF(num_users, num_items, dim=64, biases=True),
+                 "mlp": lambda: MLP(num_users, num_items, dim=64, layers=[128, 64, 32]),
+                 "neumf": lambda: NeuMF(num_users, num_items, gmf_dim=64, gmf_biases=True, mlp_dim=64,
+                                        layers=[128, 64, 32])}[kind]()
+        return model.eval().score_all
+    if kind == "popularity":
+        return Popularity(x.indices.astype(np.int64), num_items).score_all
+    if kind == "ease":
+        fitted = min(10_000, num_items)
+        items = torch.from_numpy(baselines.popular_items(x, fitted).astype(np.int64))
+        weights = torch.randn(fitted, fitted, generator=g) * 0.01
+        return baselines.Linear("ease", {}, x, weights, items).score_all
+    if kind == "ials":
+        return baselines.Factors("ials", {}, torch.randn(num_users, 256, generator=g),
+                                 torch.randn(num_items, 256, generator=g)).score_all
+    import scipy.sparse as sp
+
+    k = 50
+    rng = np.random.default_rng(0)
+    weights = sp.csc_matrix((rng.random(num_items * k, dtype=np.float32),
+                             rng.integers(0, num_items, num_items * k), np.arange(0, num_items * k + 1, k)),
+                            shape=(num_items, num_items)).tocsr()
+    return baselines.Neighbours("itemknn", {}, x, weights).score_all
+
+
+def evaluate_step(kind: str, num_users: int, num_items: int, ranked: int, chunk_users: int = 1024) -> dict:
+    """The evaluate stage's test ranking (`rank_test`: full ranking and the sampled protocol in one
+    pass) for one model at a given shape, bounded to the first `ranked` users; the seen items are
+    SEEN_PER_USER random ones per user, as in the recommend row."""
+    import scipy.sparse as sp
+
+    from benchmarks.bench import peak_rss_mb
+    from ncf.evaluate import ItemMask, rank_test
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    seen_per_user = min(SEEN_PER_USER, num_items // 2)
+    users = np.repeat(np.arange(num_users, dtype=np.int64), seen_per_user)
+    items = rng.integers(0, num_items, len(users), dtype=np.int64)
+    x = sp.csr_matrix((np.ones(len(users), np.float32), (users, items)), shape=(num_users, num_items))
+    x.sum_duplicates()
+    x.data[:] = 1
+    mask = ItemMask(users, items, num_users)
+    del users, items
+    score_all = random_model(kind, num_users, num_items, x)
+    chosen = np.arange(min(ranked, num_users), dtype=np.int64)
+    targets = rng.integers(0, num_items, len(chosen), dtype=np.int64)
+    setup_s = time.perf_counter() - start
+    start, cpu = time.perf_counter(), time.process_time()
+    full, sampled = rank_test(score_all, chosen, targets, mask, mask, num_items, seed=0, chunk_users=chunk_users,
+                              desc=f"{kind} test ranking bench")
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert len(full) == len(sampled) == len(chosen)
+    return {"model": kind, "users": num_users, "items": num_items, "ranked": len(chosen), "chunk_users": chunk_users,
+            "setup_s": round(setup_s, 2), "seconds": round(seconds, 2),
+            "seconds_per_1000_users": round(1000 * seconds / len(chosen), 2),
+            "cpu_seconds_per_1000_users": round(1000 * cpu / len(chosen), 2),
+            "full_run_hours": round(num_users * seconds / len(chosen) / 3600, 2),
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def compare_row(work: Path, num_users: int, resamples: int = 10_000) -> dict:
+    """`ncf compare` (paired bootstrap and permutation test of HR@10 and NDCG@10) on two ranks
+    files of `num_users` test users, as the evaluate stage writes them, under the launcher."""
+    rng = np.random.default_rng(0)
+    users = np.arange(num_users, dtype=np.int64)
+    sides = []
+    for name, scale in (("a", 400.0), ("b", 300.0)):  # ranks as a full ranking gives them: HR@10 about 0.03
+        path = work / f"ranks_{name}.parquet"
+        pd.DataFrame({"user": users, "item": users % 59_047,
+                      "neumf": rng.exponential(scale, num_users).astype(np.int64)}).to_parquet(path)
+        sides.append(f"{path}:neumf")
+    result = launch([sys.executable, "-m", "ncf", "compare", *sides, "--resamples", str(resamples)], work,
+                    what="compare row")
+    return {"users": num_users, "resamples": resamples, "seconds": round(result["seconds"], 2),
+            "cpu_s": round(result["cpu_s"], 2), "peak_rss_mb": round(result["peak_mb"], 1),
+            "output": result["stdout"].strip().splitlines()}
 
 
 def step(name: str, work: Path, batch_size: int) -> dict:
@@ -162,13 +267,15 @@ def run_step(name: str, work: Path, batch_size: int, *extra: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def launch(argv: list[str], cwd: Path) -> dict:
+def launch(argv: list[str], cwd: Path, env: dict | None = None, what: str = "ingest") -> dict:
     """Run argv in cwd under the launcher: wall seconds, peak MB, output; any failure ends the bench."""
     proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *argv], cwd=cwd, capture_output=True, text=True,
-                          env=module_env())
-    result = json.loads(proc.stdout) if proc.returncode == 0 else {"rc": proc.returncode, "stderr": proc.stderr}
+                          env=module_env(env))
+    result = json.loads(proc.stdout) if proc.returncode == 0 else {"rc": proc.returncode, "stdout": "",
+                                                                   "stderr": proc.stderr}
     if result["rc"] != 0:
-        raise SystemExit(f"ingest: {shlex.join(argv)} failed in {cwd}:\n{result['stderr']}")
+        raise SystemExit(f"{what}: {shlex.join(argv)} failed (exit {result['rc']}) in {cwd}:\n"
+                         f"{result['stdout']}{result['stderr']}")
     return result
 
 
@@ -283,16 +390,37 @@ def main(argv=None) -> None:
                    help="users ranked by the recommend row at MovieLens-25M's shape (0: skip it; default: %(default)s)")
     p.add_argument("--recommend-shape", type=int, nargs=2, default=ML25M_SHAPE, metavar=("USERS", "ITEMS"),
                    help=argparse.SUPPRESS)
-    p.add_argument("--step", choices=(*STEPS, "recommend"), help=argparse.SUPPRESS)
+    p.add_argument("--pipeline-interactions", type=float, default=PIPELINE_INTERACTIONS,
+                   help="ratings of the release the whole pipeline runs on (default: %(default)d; 0: skip it)")
+    p.add_argument("--pipeline-only", action="store_true", help="run the whole-pipeline measurement alone")
+    p.add_argument("--pipeline-zip", type=Path,
+                   help="an existing synthetic release for the whole pipeline (copied), instead of writing one")
+    p.add_argument("--pipeline-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="another params.yaml value for the whole pipeline (YAML), e.g. ease.max_items=2000")
+    p.add_argument("--evaluate-users", type=int, default=2048,
+                   help="users ranked per model by the evaluate rows at MovieLens-25M's shape (0: skip them; "
+                        "default: %(default)s)")
+    p.add_argument("--evaluate-models", nargs="*", default=EVAL_MODELS, choices=EVAL_MODELS,
+                   help="models of the evaluate rows (default: all)")
+    p.add_argument("--compare-users", type=int, default=ML25M_SHAPE[0],
+                   help="test users of the `ncf compare` row (0: skip it; default: %(default)s, MovieLens-25M's)")
+    p.add_argument("--step", choices=(*STEPS, "recommend", "evaluate"), help=argparse.SUPPRESS)
+    p.add_argument("--model", choices=EVAL_MODELS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.step == "recommend":
         print(json.dumps(recommend_step(*args.recommend_shape, args.recommend_users)))
+        return
+    if args.step == "evaluate":
+        print(json.dumps(evaluate_step(args.model, *args.recommend_shape, args.evaluate_users)))
         return
     if args.step:
         print(json.dumps(step(args.step, args.work, args.batch_size)))
         return
     if args.ingest_only:
         ingest(args)
+        return
+    if args.pipeline_only:
+        pipeline(args)
         return
 
     from ncf.synthetic import write_zip
@@ -313,8 +441,10 @@ def main(argv=None) -> None:
             rows.append({"interactions": n, "step": name, **result})
             print(f"{size:>11,}: {name:<10} {result['seconds']:>8.2f}s  peak {result['peak_rss_mb']:>8,.0f} MB",
                   file=sys.stderr)
+    from benchmarks.pipeline import commit
+
     meta = {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "batch_size": args.batch_size}
+            "batch_size": args.batch_size, "commit": commit(), "load_before": list(os.getloadavg())}
     if args.recommend_users:
         users, items = args.recommend_shape
         meta["recommend"] = run_step("recommend", args.work, args.batch_size, "--recommend-users",
@@ -322,6 +452,21 @@ def main(argv=None) -> None:
         rec = meta["recommend"]
         print(f"recommend at {users:,} x {items:,}: {rec['seconds_per_1000_users']:.1f} s per 1,000 users, "
               f"peak {rec['peak_rss_mb']:,.0f} MB", file=sys.stderr)
+    users, items = args.recommend_shape
+    if args.evaluate_users:
+        meta["evaluate"] = []
+        for kind in args.evaluate_models:
+            meta["evaluate"].append(run_step("evaluate", args.work, args.batch_size, "--model", kind,
+                                             "--evaluate-users", str(args.evaluate_users), "--recommend-shape",
+                                             str(users), str(items)))
+            row = meta["evaluate"][-1]
+            print(f"evaluate {kind} at {users:,} x {items:,}: {row['seconds_per_1000_users']:.1f} s per 1,000 "
+                  f"users, peak {row['peak_rss_mb']:,.0f} MB", file=sys.stderr)
+    if args.compare_users:
+        args.work.mkdir(parents=True, exist_ok=True)
+        meta["compare"] = compare_row(args.work, args.compare_users)
+        print(f"ncf compare on {args.compare_users:,} users: {meta['compare']['seconds']:.1f}s, peak "
+              f"{meta['compare']['peak_rss_mb']:,.0f} MB", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     if rows:
@@ -330,6 +475,40 @@ def main(argv=None) -> None:
 
     if args.ingest:
         ingest(args)
+    if args.pipeline_interactions:
+        pipeline(args)
+
+
+def pipeline(args) -> None:
+    """The whole pipeline on a synthetic release (benchmarks/pipeline.py); writes pipeline.json."""
+    import shutil
+
+    import yaml
+
+    from benchmarks.pipeline import run_pipeline
+    from ncf.synthetic import write_zip
+
+    work = args.work / "pipeline"
+    work.mkdir(parents=True, exist_ok=True)
+    release = work / "release.zip"
+    if args.pipeline_zip:
+        shutil.copy2(args.pipeline_zip, release)
+    elif not (args.reuse and release.exists()):
+        start = time.perf_counter()
+        n = write_zip(release, int(args.pipeline_interactions))
+        print(f"pipeline: wrote the zip ({n:,} ratings) in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+    overrides = {}
+    for item in args.pipeline_set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--pipeline-set {item}: give KEY=VALUE, e.g. train.max_epochs=1")
+        overrides[key] = yaml.safe_load(value)
+    result = run_pipeline(work, release, overrides)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"pipeline on {result['train']:,} training ratings, {result['users']:,} users x {result['items']:,} "
+          f"items: {result['seconds']:,.0f}s, peak {result['peak_gb']:.2f} GB; wrote {args.out / 'pipeline.json'}",
+          file=sys.stderr)
 
 
 def ingest(args) -> None:

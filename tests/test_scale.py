@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks.scale import main as scale_main
@@ -49,7 +50,8 @@ def test_synthetic_csv_is_an_own_file_shaped_like_ml20m(tmp_path, capsys):
 
 def test_scale_bench_measures_every_step_at_every_size(tmp_path):
     scale_main(["--sizes", "3000", "6000", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                "--batch-size", "4096", "--ingest", "0", "--recommend-users", "0"])
+                "--batch-size", "4096", "--ingest", "0", "--recommend-users", "0", "--evaluate-users", "0",
+                "--compare-users", "0", "--pipeline-interactions", "0"])
     report = json.loads((tmp_path / "out" / "scale.json").read_text())
     rows = {(round(row["interactions"], -3), row["step"]): row for row in report["rows"]}
     assert set(rows) == {(k, s) for k in (3000, 6000) for s in ("parse", "split", "gmf_epoch", "eval")}
@@ -82,8 +84,60 @@ def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_
 
 def test_the_recommend_row_ranks_the_bounded_users_at_the_shape_asked(tmp_path):
     scale_main(["--sizes", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                "--recommend-users", "100", "--recommend-shape", "500", "2000", "--ingest", "0"])
+                "--recommend-users", "100", "--recommend-shape", "500", "2000", "--ingest", "0",
+                "--evaluate-users", "0", "--compare-users", "0", "--pipeline-interactions", "0"])
     row = json.loads((tmp_path / "out" / "scale.json").read_text())["recommend"]
     assert (row["users"], row["items"], row["ranked"], row["k"]) == (500, 2000, 100, 10)
     assert row["seconds_per_1000_users"] == pytest.approx(10 * row["seconds"], abs=0.1)
     assert row["peak_rss_mb"] > 0
+
+
+TINY = ["gmf.dim=8", "mlp.dim=8", "mlp.layers=[16, 8]", "train.batch_size=4096", "ease.l2=[100]",
+        "ease.max_items=300", "ials.factors=[8]", "ials.regularization=[3]", "ials.iterations=2", "itemknn.k=[10]"]
+
+
+@pytest.mark.slow
+def test_the_pipeline_row_runs_every_stage_through_dvc_and_weighs_each(tmp_path):
+    from benchmarks.pipeline import stages
+
+    scale_main(["--pipeline-only", "--pipeline-interactions", "20000", "--work", str(tmp_path / "work"),
+                "--out", str(tmp_path / "out"), *(x for s in TINY for x in ("--pipeline-set", s))])
+    result = json.loads((tmp_path / "out" / "pipeline.json").read_text())
+    assert [row["step"] for row in result["rows"]] == [*stages(), "compare", "report"]
+    assert stages()[0] == "validate" and stages()[-1] == "plot" and {"baselines", "recommend"} <= set(stages())
+    for row in result["rows"]:
+        assert row["seconds"] > 0 and row["cpu_s"] > 0 and 0.05 < row["peak_gb"] < 8, row["step"]
+    rows = {row["step"]: row for row in result["rows"]}
+    assert any("Running stage 'pretrain_gmf'" in line for line in rows["pretrain_gmf"]["log"])
+    assert any("hr@10" in line.lower() for line in rows["compare"]["log"])  # the paired table was printed
+    assert result["users"] == round(20_000 * ML25M_USERS / ML25M_RATINGS) and result["items"] > 1000
+    assert result["params"]["train.max_epochs"] == 1 and result["params"]["ease.max_items"] == 300
+    project = tmp_path / "work" / "pipeline" / "project"
+    recs = pd.read_parquet(project / "data" / "recommendations.parquet")
+    assert recs["user_id"].nunique() == result["users"]  # the recommend stage really ran on this release
+    assert result["seconds"] == pytest.approx(sum(r["seconds"] for r in result["rows"][:-2]), abs=0.2)
+
+
+@pytest.mark.slow
+def test_the_pipeline_row_fails_loudly_naming_the_stage_that_failed(tmp_path):
+    with pytest.raises(SystemExit, match=r"pipeline stage validate: .*repro.*validate.*\n(.|\n)*max_epochs"):
+        scale_main(["--pipeline-only", "--pipeline-interactions", "5000", "--work", str(tmp_path / "work"),
+                    "--out", str(tmp_path / "out"), "--pipeline-set", "train.max_epochs=0"])
+    assert not (tmp_path / "out" / "pipeline.json").exists()
+
+
+def test_the_evaluate_rows_rank_every_model_and_compare_runs_the_cli_at_the_shape_asked(tmp_path):
+    from benchmarks.scale import EVAL_MODELS
+
+    scale_main(["--sizes", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--ingest", "0",
+                "--pipeline-interactions", "0", "--recommend-users", "0", "--evaluate-users", "100",
+                "--recommend-shape", "500", "2000", "--compare-users", "3000"])
+    report = json.loads((tmp_path / "out" / "scale.json").read_text())
+    assert "recommend" not in report and [row["model"] for row in report["evaluate"]] == list(EVAL_MODELS)
+    for row in report["evaluate"]:
+        assert (row["users"], row["items"], row["ranked"]) == (500, 2000, 100)
+        assert row["seconds_per_1000_users"] == pytest.approx(10 * row["seconds"], abs=0.1)
+        assert row["peak_rss_mb"] > 0
+    compare = report["compare"]
+    assert compare["users"] == 3000 and compare["peak_rss_mb"] > 0 and compare["cpu_s"] > 0
+    assert compare["output"][0].endswith("3000 test users, paired")  # the CLI read both ranks files whole
