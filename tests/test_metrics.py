@@ -95,3 +95,20 @@ def test_summarize_keys_and_values():
 
 def test_summarize_default_ks():
     assert list(summarize([1, 2, 3])) == ["hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20"]
+
+
+@pytest.mark.parametrize("users, resamples", [(943, 10_000), (1001, 999), (7, 1001)])
+def test_paired_draws_the_same_numbers_whatever_its_memory_budget(monkeypatch, users, resamples):
+    """ncf compare's resamples are drawn in blocks sized to a memory budget (1,000 at a time held
+    162,541 users' ranks at 5.1 GB): a block size must not change a confidence interval or p-value,
+    or committed reports would move with the number of users."""
+    from ncf import compare
+
+    rng = np.random.default_rng(users)
+    a, b = rng.integers(1, 60, size=users), rng.integers(1, 60, size=users)
+    default = compare.paired(a, b, "ndcg", 10, resamples, seed=3)
+    blocks = compare._blocks
+    for budget in (16 * users, 16 * users * 7):  # blocks of 1 and of 7 resamples
+        monkeypatch.setattr(compare, "_blocks", lambda r, u, budget=budget: blocks(r, u, budget))
+        assert max(stop - start for start, stop in compare._blocks(resamples, users)) < 1000
+        assert compare.paired(a, b, "ndcg", 10, resamples, seed=3) == default
