@@ -512,7 +512,11 @@ def pipeline(args) -> None:
 
 
 def ingest(args) -> None:
+    from benchmarks.pipeline import commit
+
+    load_before = list(os.getloadavg())
     result = measure_ingest(args.work, int(args.ingest), args.ingest_repeats, args.reuse)
+    result = {"commit": commit(), "load_before": load_before, "load_after": list(os.getloadavg()), **result}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"ingest {result['rows']:,} rows: bare read {result['bare_read_s']:.2f}s, peak "

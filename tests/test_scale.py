@@ -77,6 +77,9 @@ def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_
     assert (b - 0.005) / (a + 0.005) <= result["ratio"] <= (b + 0.005) / max(a - 0.005, 1e-9)
     assert 0 < result["bare_peak_gb"] and 0 < result["download_peak_gb"] <= result["stages_peak_gb"]
     assert 0 <= result["bare_cpu_s"] and 0 < result["stages_cpu_s"] and len(result["pair_ratios"]) == 1
+    from benchmarks.pipeline import commit  # the figures name the code and the load that made them
+
+    assert result["commit"] == commit() and len(result["load_before"]) == len(result["load_after"]) == 3
     split = tmp_path / "work" / "ingest" / "data" / "split"
     assert sorted(p.name for p in split.iterdir()) == [f"{n}.parquet" for n in ("items", "test", "train", "users",
                                                                                  "valid")]
