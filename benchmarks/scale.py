@@ -2,7 +2,7 @@
 
 For each size, a synthetic release shaped like MovieLens-25M (`ncf.synthetic`: 162,541 users
 and 59,047 movies at 25 M ratings; fewer users, same ratings per user, below that) is written
-as a GroupLens-style zip, then four steps run, each in a process of its own so that its peak
+as a GroupLens-style zip, then six steps run, each in a process of its own so that its peak
 memory (VmHWM, imports included) is its own:
 - parse: read the zip from disk (the `local` source) and write the canonical parquet files;
 - split: leave-one-out by time, contiguous ids, the split's parquet files;
@@ -10,7 +10,12 @@ memory (VmHWM, imports included) is its own:
   at `--batch-size` (default 262,144, as large-data NCF runs use: NVIDIA's reference trains
   MovieLens-20M at 1 M; at batch 1,024 the dense Adam step over 14 M embedding weights,
   repeated 122 k times, would dominate);
-- eval: GMF full ranking of every user's test item over all movies, chunked by users.
+- eval: GMF full ranking of every user's test item over all movies, chunked by users;
+- mlp_epoch, neumf_epoch: an MLP and a NeuMF training epoch as the pipeline trains them
+  (params.yaml's sizes, negatives, batch and optimiser), bounded to the epoch's first chunk of
+  samples (an epoch is drawn and held one chunk at a time, so that chunk's peak is the epoch's),
+  with `seconds_per_epoch` scaled by the share of the positives trained on.
+`--steps` runs some of them only, keeping the other rows already in --out's scale.json.
 Then, once, at MovieLens-25M's shape (162,541 users x 59,047 movies; `--recommend-users`):
 - recommend: the recommend stage's ranking (`ncf.recommend.recommend`) with a randomly initialised
   NeuMF of the default size, the seen mask of every user (153 random items each, as 25 M ratings
@@ -51,11 +56,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 
 from benchmarks.env import module_env
 
-STEPS = ("parse", "split", "gmf_epoch", "eval")
+STEPS = ("parse", "split", "gmf_epoch", "eval", "mlp_epoch", "neumf_epoch")
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000, 25_000_000)
 INGEST_ROWS = 20_000_263  # MovieLens-20M's ratings
 INGEST_STAGES = ("download", "split")
@@ -236,7 +242,11 @@ def step(name: str, work: Path, batch_size: int) -> dict:
         data = read_split(work / "split", "cpu")
         torch.manual_seed(0)
         model = GMF(data.num_users, data.num_items, dim=64, biases=True)
-        if name == "gmf_epoch":
+        if name in ("mlp_epoch", "neumf_epoch"):
+            out["setup_s"] = round(time.perf_counter() - start, 2)  # reading the split
+            start = time.perf_counter()
+            out.update(tower_epoch(name.split("_")[0], data))
+        elif name == "gmf_epoch":
             opt = make_optimizer("adam", model.parameters(), 0.002)
             sampler = NegativeSampler(data.users, data.items, data.num_items)
             out["setup_s"] = round(time.perf_counter() - start, 2)
@@ -256,6 +266,38 @@ def step(name: str, work: Path, batch_size: int) -> dict:
     out["seconds"] = round(time.perf_counter() - start, 2)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
+
+
+def tower_epoch(kind: str, data) -> dict:
+    """An MLP or NeuMF training epoch as the pipeline runs it (params.yaml's sizes, negatives, batch,
+    optimiser), bounded to its first chunk of samples (`ncf.train.CHUNK_SAMPLES`: an epoch is drawn
+    and held one chunk at a time, so the chunk's peak is the epoch's): its seconds, and seconds per
+    whole epoch by the share of the positives it trained on."""
+    from benchmarks.env import ROOT
+    from ncf.config import load_params
+    from ncf.models import MLP, NeuMF
+    from ncf.sampling import NegativeSampler
+    from ncf.train import CHUNK_SAMPLES, make_optimizer, run_epoch
+
+    params = load_params(ROOT / "params.yaml")
+    mlp = params.mlp
+    if kind == "mlp":
+        model = MLP(data.num_users, data.num_items, dim=mlp.dim, layers=list(mlp.layers))
+        optimizer, lr, l2 = "adam", mlp.lr, mlp.l2
+    else:
+        model = NeuMF(data.num_users, data.num_items, gmf_dim=params.gmf.dim, gmf_biases=params.gmf.biases,
+                      mlp_dim=mlp.dim, layers=list(mlp.layers))
+        optimizer, lr, l2 = params.neumf.optimizer, params.neumf.lr, params.neumf.l2
+    positives = min(len(data.users), CHUNK_SAMPLES // (1 + params.num_negatives))
+    opt = make_optimizer(optimizer, model.parameters(), lr)
+    sampler = NegativeSampler(data.users, data.items, data.num_items)
+    start = time.perf_counter()
+    total, count = run_epoch(model, opt, data.users[:positives], data.items[:positives], sampler,
+                             num_negatives=params.num_negatives, generator=torch.Generator().manual_seed(0),
+                             batch_size=params.train.batch_size, l2=l2)
+    seconds = time.perf_counter() - start
+    return {"samples": count, "positives": positives, "train": len(data.users),
+            "seconds_per_epoch": round(seconds * len(data.users) / positives, 1), "loss": round(total / count, 4)}
 
 
 def run_step(name: str, work: Path, batch_size: int, *extra: str) -> dict:
@@ -352,9 +394,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
     frame = pd.DataFrame(rows)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, marker in zip(STEPS, "osD^"):
+    for name, marker in zip(STEPS, "osD^vP"):
         part = frame[frame["step"] == name]
-        left.plot(part["interactions"], part["seconds"], marker=marker, label=name)
+        seconds = part["seconds_per_epoch"] if name.endswith("_epoch") and part.get("seconds_per_epoch") is not None \
+            and part["seconds_per_epoch"].notna().all() else part["seconds"]  # a bounded epoch's whole-epoch time
+        left.plot(part["interactions"], seconds, marker=marker, label=name)
         right.plot(part["interactions"], part["peak_rss_mb"] / 1024, marker=marker, label=name)
     xs = np.array(sorted(frame["interactions"].unique()), dtype=float)
     ref = frame[frame["step"] == "parse"]["seconds"].iloc[0] * xs / xs[0]
@@ -404,6 +448,9 @@ def main(argv=None) -> None:
                    help="models of the evaluate rows (default: all)")
     p.add_argument("--compare-users", type=int, default=ML25M_SHAPE[0],
                    help="test users of the `ncf compare` row (0: skip it; default: %(default)s, MovieLens-25M's)")
+    p.add_argument("--steps", nargs="+", choices=STEPS, default=STEPS,
+                   help="steps of the sweep (default: all); with fewer, the rows already in --out's scale.json "
+                        "for other steps or sizes are kept")
     p.add_argument("--step", choices=(*STEPS, "recommend", "evaluate"), help=argparse.SUPPRESS)
     p.add_argument("--model", choices=EVAL_MODELS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -423,6 +470,7 @@ def main(argv=None) -> None:
         pipeline(args)
         return
 
+    from benchmarks.pipeline import commit
     from ncf.synthetic import write_zip
 
     rows = []
@@ -434,11 +482,13 @@ def main(argv=None) -> None:
             n = write_zip(work / "release.zip", size)
             print(f"{size:>11,}: wrote the zip ({n:,} ratings) in {time.perf_counter() - start:.0f}s",
                   file=sys.stderr)
-        for name in STEPS:
+        ratings = work / "ratings.parquet"  # the parse step's, if it ran before: the release's own count
+        n = pq.ParquetFile(ratings).metadata.num_rows if "parse" not in args.steps and ratings.exists() else size
+        for name in args.steps:
             result = run_step(name, work, args.batch_size)
             if name == "parse":
                 n = result["rows"]
-            rows.append({"interactions": n, "step": name, **result})
+            rows.append({"interactions": n, "step": name, **result, "commit": commit()})
             print(f"{size:>11,}: {name:<10} {result['seconds']:>8.2f}s  peak {result['peak_rss_mb']:>8,.0f} MB",
                   file=sys.stderr)
     from benchmarks.pipeline import commit
@@ -468,6 +518,11 @@ def main(argv=None) -> None:
         print(f"ncf compare on {args.compare_users:,} users: {meta['compare']['seconds']:.1f}s, peak "
               f"{meta['compare']['peak_rss_mb']:,.0f} MB", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
+    if tuple(args.steps) != STEPS and (args.out / "scale.json").exists():  # a partial rerun: keep the rest
+        before = json.loads((args.out / "scale.json").read_text())
+        measured = {(row["interactions"], row["step"]) for row in rows}
+        rows = [row for row in before["rows"] if (row["interactions"], row["step"]) not in measured] + rows
+        meta = {**before, **{key: value for key, value in meta.items() if key not in ("commit", "load_before")}}
     (args.out / "scale.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     if rows:
         plot(rows, args.out / "scale.png")

@@ -54,14 +54,28 @@ def test_scale_bench_measures_every_step_at_every_size(tmp_path):
                 "--compare-users", "0", "--pipeline-interactions", "0"])
     report = json.loads((tmp_path / "out" / "scale.json").read_text())
     rows = {(round(row["interactions"], -3), row["step"]): row for row in report["rows"]}
-    assert set(rows) == {(k, s) for k in (3000, 6000) for s in ("parse", "split", "gmf_epoch", "eval")}
+    steps = ("parse", "split", "gmf_epoch", "eval", "mlp_epoch", "neumf_epoch")
+    assert set(rows) == {(k, s) for k in (3000, 6000) for s in steps}
     for (size, step), row in rows.items():
         assert row["seconds"] >= 0 and row["peak_rss_mb"] > 0
         if step == "eval":  # every user's test item was ranked
             assert row["ranked"] == rows[size, "split"]["users"] == round(size * ML25M_USERS / ML25M_RATINGS)
         if row["step"] == "gmf_epoch":
             assert np.isfinite(row["loss"]) and row["samples"] > 4 * row["interactions"] * 0.9
+        if step in ("mlp_epoch", "neumf_epoch"):  # small: the whole epoch fits in its first chunk
+            assert row["positives"] == row["train"] == rows[size, "split"]["train"]
+            assert row["samples"] == row["positives"] * 9 and np.isfinite(row["loss"])  # 8 negatives each
+            assert 0 < row["seconds_per_epoch"] <= row["seconds"]  # the step also builds the model and sampler
     assert (tmp_path / "out" / "scale.png").stat().st_size > 10_000
+
+    # Rerunning one step at one size replaces that row and keeps every other.
+    scale_main(["--sizes", "3000", "--steps", "mlp_epoch", "--reuse", "--work", str(tmp_path / "work"), "--out",
+                str(tmp_path / "out"), "--batch-size", "4096", "--ingest", "0", "--recommend-users", "0",
+                "--evaluate-users", "0", "--compare-users", "0", "--pipeline-interactions", "0"])
+    again = json.loads((tmp_path / "out" / "scale.json").read_text())
+    assert len(again["rows"]) == len(report["rows"])
+    assert [row for row in again["rows"] if row["step"] != "mlp_epoch" or row["interactions"] > 4000] == \
+        [row for row in report["rows"] if row["step"] != "mlp_epoch" or row["interactions"] > 4000]
 
 
 def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_path):
