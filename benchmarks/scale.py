@@ -392,7 +392,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows).sort_values("interactions", kind="stable")  # rows of partial reruns come last
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, marker in zip(STEPS, "osD^vP"):
         part = frame[frame["step"] == name]
