@@ -124,22 +124,34 @@ def recommend_step(num_users: int, num_items: int, ranked: int, k: int = 10) -> 
 EVAL_MODELS = ("gmf", "mlp", "neumf", "popularity", "ease", "ials", "itemknn")
 
 
+def neural_model(kind: str, num_users: int, num_items: int, params=None):
+    """GMF, MLP or NeuMF as the pipeline's stages build them from params.yaml (`params`: this
+    checkout's), with the weights torch's current seed gives."""
+    from benchmarks.env import ROOT
+    from ncf.config import load_params
+    from ncf.models import GMF, MLP, NeuMF
+
+    params = params or load_params(ROOT / "params.yaml")
+    gmf, mlp = params.gmf, params.mlp
+    if kind == "gmf":
+        return GMF(num_users, num_items, dim=gmf.dim, biases=gmf.biases)
+    if kind == "mlp":
+        return MLP(num_users, num_items, dim=mlp.dim, layers=list(mlp.layers))
+    return NeuMF(num_users, num_items, gmf_dim=gmf.dim, gmf_biases=gmf.biases, mlp_dim=mlp.dim,
+                 layers=list(mlp.layers))
+
+
 def random_model(kind: str, num_users: int, num_items: int, x):
     """A model of the pipeline's default size with random weights (its cost does not depend on
     what it learnt): the neural models as params.yaml sizes them, EASE on `ease.max_items` 10,000
     items, iALS with 256 factors, ItemKNN with 50 neighbours an item."""
     from ncf import baselines
     from ncf.evaluate import Popularity
-    from ncf.models import GMF, MLP, NeuMF
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     if kind in ("gmf", "mlp", "neumf"):
-        model = {"gmf": lambda: GMF(num_users, num_items, dim=64, biases=True),
-                 "mlp": lambda: MLP(num_users, num_items, dim=64, layers=[128, 64, 32]),
-                 "neumf": lambda: NeuMF(num_users, num_items, gmf_dim=64, gmf_biases=True, mlp_dim=64,
-                                        layers=[128, 64, 32])}[kind]()
-        return model.eval().score_all
+        return neural_model(kind, num_users, num_items).eval().score_all
     if kind == "popularity":
         return Popularity(x.indices.astype(np.int64), num_items).score_all
     if kind == "ease":
@@ -217,7 +229,7 @@ def compare_row(work: Path, num_users: int, resamples: int = 10_000) -> dict:
 def step(name: str, work: Path, batch_size: int) -> dict:
     from benchmarks.bench import peak_rss_mb
     from ncf.evaluate import rank_held_out
-    from ncf.io import write_parquet
+    from ncf.io import read_parquet, write_parquet
     from ncf.models import GMF
     from ncf.movielens import load_release
     from ncf.sampling import NegativeSampler
@@ -234,19 +246,22 @@ def step(name: str, work: Path, batch_size: int) -> dict:
         write_parquet(movies, work / "movies.parquet")
         out["rows"] = len(ratings)
     elif name == "split":
-        split = leave_one_out(pd.read_parquet(work / "ratings.parquet"), pd.read_parquet(work / "movies.parquet"))
+        split = leave_one_out(read_parquet(work / "ratings.parquet"), read_parquet(work / "movies.parquet"))
         for part in ("train", "valid", "test", "users", "items"):
             write_parquet(getattr(split, part), work / "split" / f"{part}.parquet")
         out.update(users=len(split.users), items=len(split.items), train=len(split.train))
     else:
         data = read_split(work / "split", "cpu")
         torch.manual_seed(0)
-        model = GMF(data.num_users, data.num_items, dim=64, biases=True)
+        def gmf():  # the sweep's GMF (module docstring), built only in its steps: the others' peaks are theirs
+            return GMF(data.num_users, data.num_items, dim=64, biases=True)
+
         if name in ("mlp_epoch", "neumf_epoch"):
             out["setup_s"] = round(time.perf_counter() - start, 2)  # reading the split
             start = time.perf_counter()
             out.update(tower_epoch(name.split("_")[0], data))
         elif name == "gmf_epoch":
+            model = gmf()
             opt = make_optimizer("adam", model.parameters(), 0.002)
             sampler = NegativeSampler(data.users, data.items, data.num_items)
             out["setup_s"] = round(time.perf_counter() - start, 2)
@@ -259,7 +274,7 @@ def step(name: str, work: Path, batch_size: int) -> dict:
         else:
             test = pd.read_parquet(work / "split" / "test.parquet")
             mask = data.with_validation().mask  # training + validation items, as the evaluate stage
-            model.eval()
+            model = gmf().eval()
             ranks = rank_held_out(model.score_all, test["user"].to_numpy(np.int64),
                                   test["item"].to_numpy(np.int64), mask, chunk_users=1024)
             out["ranked"] = len(ranks)
@@ -275,19 +290,14 @@ def tower_epoch(kind: str, data) -> dict:
     whole epoch by the share of the positives it trained on."""
     from benchmarks.env import ROOT
     from ncf.config import load_params
-    from ncf.models import MLP, NeuMF
     from ncf.sampling import NegativeSampler
     from ncf.train import CHUNK_SAMPLES, make_optimizer, run_epoch
 
     params = load_params(ROOT / "params.yaml")
-    mlp = params.mlp
-    if kind == "mlp":
-        model = MLP(data.num_users, data.num_items, dim=mlp.dim, layers=list(mlp.layers))
-        optimizer, lr, l2 = "adam", mlp.lr, mlp.l2
-    else:
-        model = NeuMF(data.num_users, data.num_items, gmf_dim=params.gmf.dim, gmf_biases=params.gmf.biases,
-                      mlp_dim=mlp.dim, layers=list(mlp.layers))
-        optimizer, lr, l2 = params.neumf.optimizer, params.neumf.lr, params.neumf.l2
+    model = neural_model(kind, data.num_users, data.num_items, params)
+    # pretrain_mlp trains with Adam; train_neumf with neumf.optimizer
+    optimizer, lr, l2 = ("adam", params.mlp.lr, params.mlp.l2) if kind == "mlp" else \
+        (params.neumf.optimizer, params.neumf.lr, params.neumf.l2)
     positives = min(len(data.users), CHUNK_SAMPLES // (1 + params.num_negatives))
     opt = make_optimizer(optimizer, model.parameters(), lr)
     sampler = NegativeSampler(data.users, data.items, data.num_items)
@@ -473,6 +483,7 @@ def main(argv=None) -> None:
     from benchmarks.pipeline import commit
     from ncf.synthetic import write_zip
 
+    code = commit()  # the checkout the sweep measures, named in every row and in the metadata
     rows = []
     for size in map(int, args.sizes):
         work = args.work / f"{size}"
@@ -488,13 +499,11 @@ def main(argv=None) -> None:
             result = run_step(name, work, args.batch_size)
             if name == "parse":
                 n = result["rows"]
-            rows.append({"interactions": n, "step": name, **result, "commit": commit()})
+            rows.append({"interactions": n, "step": name, **result, "commit": code})
             print(f"{size:>11,}: {name:<10} {result['seconds']:>8.2f}s  peak {result['peak_rss_mb']:>8,.0f} MB",
                   file=sys.stderr)
-    from benchmarks.pipeline import commit
-
     meta = {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "batch_size": args.batch_size, "commit": commit(), "load_before": list(os.getloadavg())}
+            "batch_size": args.batch_size, "commit": code, "load_before": list(os.getloadavg())}
     if args.recommend_users:
         users, items = args.recommend_shape
         meta["recommend"] = run_step("recommend", args.work, args.batch_size, "--recommend-users",
