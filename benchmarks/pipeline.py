@@ -42,11 +42,11 @@ def stages() -> list[str]:
 
 
 def set_key(params: dict, key: str, value) -> None:
-    *parents, last = key.split(".")
-    node = params
-    for part in parents:
-        node = node[part]
-    if last not in node:
+    from ncf.config import MISSING, lookup
+
+    parent, _, last = key.rpartition(".")
+    node = lookup(params, parent) if parent else params
+    if node is MISSING or not isinstance(node, dict) or last not in node:
         raise SystemExit(f"pipeline bench: {key} is not a key of params.yaml")
     node[last] = value
 
