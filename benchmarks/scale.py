@@ -14,7 +14,14 @@ memory (VmHWM, imports included) is its own:
 - mlp_epoch, neumf_epoch: an MLP and a NeuMF training epoch as the pipeline trains them
   (params.yaml's sizes, negatives, batch and optimiser), bounded to the epoch's first chunk of
   samples (an epoch is drawn and held one chunk at a time, so that chunk's peak is the epoch's),
-  with `seconds_per_epoch` scaled by the share of the positives trained on.
+  with `seconds_per_epoch` scaled by the share of the positives trained on;
+- baselines: the baselines stage's parts, bounded: its two interaction matrices (training, and
+  training + validation for the refit), then one fit of each baseline at the costliest value of
+  its params.yaml grid (EASE on `ease.max_items` items, iALS with the most factors, ItemKNN with
+  the most neighbours) and the validation ranking of its first `--baseline-users` users; each
+  part's seconds and peak memory (VmHWM reset before each baseline), and `stage_estimate_s`: the
+  stage with params.yaml's grids and every validation user (each grid value a fit and a
+  validation, then one refit), an upper bound where iALS's grid has fewer factors.
 `--steps` runs some of them only, keeping the other rows already in --out's scale.json.
 Then, once, at MovieLens-25M's shape (162,541 users x 59,047 movies; `--recommend-users`):
 - recommend: the recommend stage's ranking (`ncf.recommend.recommend`) with a randomly initialised
@@ -61,7 +68,7 @@ import torch
 
 from benchmarks.env import module_env
 
-STEPS = ("parse", "split", "gmf_epoch", "eval", "mlp_epoch", "neumf_epoch")
+STEPS = ("parse", "split", "gmf_epoch", "eval", "mlp_epoch", "neumf_epoch", "baselines")
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000, 25_000_000)
 INGEST_ROWS = 20_000_263  # MovieLens-20M's ratings
 INGEST_STAGES = ("download", "split")
@@ -226,7 +233,7 @@ def compare_row(work: Path, num_users: int, resamples: int = 10_000) -> dict:
             "output": result["stdout"].strip().splitlines()}
 
 
-def step(name: str, work: Path, batch_size: int) -> dict:
+def step(name: str, work: Path, batch_size: int, baseline_users: int = 2048) -> dict:
     from benchmarks.bench import peak_rss_mb
     from ncf.evaluate import rank_held_out
     from ncf.io import read_parquet, write_parquet
@@ -256,7 +263,12 @@ def step(name: str, work: Path, batch_size: int) -> dict:
         def gmf():  # the sweep's GMF (module docstring), built only in its steps: the others' peaks are theirs
             return GMF(data.num_users, data.num_items, dim=64, biases=True)
 
-        if name in ("mlp_epoch", "neumf_epoch"):
+        if name == "baselines":
+            out["setup_s"] = round(time.perf_counter() - start, 2)  # reading the split
+            start = time.perf_counter()
+            out.update(baselines_step(data, baseline_users))
+            out["peak_rss_mb"] = round(max(out[kind]["peak_rss_mb"] for kind in ("ease", "ials", "itemknn")), 1)
+        elif name in ("mlp_epoch", "neumf_epoch"):
             out["setup_s"] = round(time.perf_counter() - start, 2)  # reading the split
             start = time.perf_counter()
             out.update(tower_epoch(name.split("_")[0], data))
@@ -279,7 +291,62 @@ def step(name: str, work: Path, batch_size: int) -> dict:
                                   test["item"].to_numpy(np.int64), mask, chunk_users=1024)
             out["ranked"] = len(ranks)
     out["seconds"] = round(time.perf_counter() - start, 2)
-    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    out.setdefault("peak_rss_mb", round(peak_rss_mb(), 1))  # the baselines' is the largest of their parts'
+    return out
+
+
+def _reset_peak() -> bool:
+    """Start VmHWM again from the current resident memory (Linux: /proc/self/clear_refs, 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:  # pragma: no cover - not Linux, or not allowed: peaks are then the process's
+        return False
+
+
+def baselines_step(data, ranked: int) -> dict:
+    """The baselines stage's parts at this size, bounded (module docstring: baselines)."""
+    from benchmarks.bench import peak_rss_mb
+    from benchmarks.env import ROOT
+    from ncf import baselines
+    from ncf.config import check_baselines, ease_items, load_params
+    from ncf.evaluate import rank_held_out
+
+    params = load_params(ROOT / "params.yaml")
+    shape = (data.num_users, data.num_items)
+    check_baselines(params, data.num_items)  # as the stage: refuse what this machine cannot hold
+    start = time.perf_counter()
+    train_x = baselines.interactions(data.users.numpy(), data.items.numpy(), *shape)
+    full = data.with_validation()
+    full_x = baselines.interactions(full.users.numpy(), full.items.numpy(), *shape)
+    del full
+    mask = data.mask  # the training items masked in validation, built on first use: part of this setup, as in the stage
+    # full_x stays alive to the end, as in the stage (it waits there for each baseline's refit)
+    out = {"matrices_s": round(time.perf_counter() - start, 2), "matrices_peak_rss_mb": round(peak_rss_mb(), 1),
+           "train_nnz": train_x.nnz, "refit_nnz": full_x.nnz,
+           "valid_users": len(data.valid_users), "ease_items": ease_items(params, data.num_items),
+           "peak_reset": _reset_peak()}
+    estimate = out["matrices_s"]
+    users, targets = data.valid_users[:ranked], data.valid_items[:ranked]
+    for kind in baselines.KINDS:
+        grid = baselines.grid(kind, params)
+        cost = {"ease": lambda h: 0, "ials": lambda h: h["factors"], "itemknn": lambda h: h["k"]}[kind]
+        hyper = max(grid, key=cost)  # the first of the costliest
+        _reset_peak()
+        start = time.perf_counter()
+        model = baselines.fit(kind, train_x, hyper, params.seed, params.threads, params.ease.max_items)
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        ranks = rank_held_out(model.score_all, users, targets, mask, chunk_users=params.evaluate.chunk_users,
+                              desc=f"{kind} validation bench")
+        per_user = (time.perf_counter() - start) / len(ranks)
+        del model
+        total = len(grid) * (fit_s + per_user * out["valid_users"]) + fit_s * params.train.refit
+        estimate += total
+        out[kind] = {"hyper": hyper, "grid": len(grid), "fit_s": round(fit_s, 2), "ranked": len(ranks),
+                     "seconds_per_1000_users": round(1000 * per_user, 2), "stage_estimate_s": round(total, 1),
+                     "peak_rss_mb": round(peak_rss_mb(), 1)}
+    out["stage_estimate_s"] = round(estimate, 1)
     return out
 
 
@@ -404,7 +471,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     frame = pd.DataFrame(rows).sort_values("interactions", kind="stable")  # rows of partial reruns come last
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, marker in zip(STEPS, "osD^vP"):
+    for name, marker in zip(STEPS, "osD^vPX"):
         part = frame[frame["step"] == name]
         seconds = part["seconds_per_epoch"] if name.endswith("_epoch") and part.get("seconds_per_epoch") is not None \
             and part["seconds_per_epoch"].notna().all() else part["seconds"]  # a bounded epoch's whole-epoch time
@@ -461,6 +528,8 @@ def main(argv=None) -> None:
     p.add_argument("--steps", nargs="+", choices=STEPS, default=STEPS,
                    help="steps of the sweep (default: all); with fewer, the rows already in --out's scale.json "
                         "for other steps or sizes are kept")
+    p.add_argument("--baseline-users", type=int, default=2048,
+                   help="validation users ranked by each baseline in the baselines step (default: %(default)s)")
     p.add_argument("--step", choices=(*STEPS, "recommend", "evaluate"), help=argparse.SUPPRESS)
     p.add_argument("--model", choices=EVAL_MODELS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -471,7 +540,7 @@ def main(argv=None) -> None:
         print(json.dumps(evaluate_step(args.model, *args.recommend_shape, args.evaluate_users)))
         return
     if args.step:
-        print(json.dumps(step(args.step, args.work, args.batch_size)))
+        print(json.dumps(step(args.step, args.work, args.batch_size, args.baseline_users)))
         return
     if args.ingest_only:
         ingest(args)
@@ -496,7 +565,7 @@ def main(argv=None) -> None:
         ratings = work / "ratings.parquet"  # the parse step's, if it ran before: the release's own count
         n = pq.ParquetFile(ratings).metadata.num_rows if "parse" not in args.steps and ratings.exists() else size
         for name in args.steps:
-            result = run_step(name, work, args.batch_size)
+            result = run_step(name, work, args.batch_size, "--baseline-users", str(args.baseline_users))
             if name == "parse":
                 n = result["rows"]
             rows.append({"interactions": n, "step": name, **result, "commit": code})

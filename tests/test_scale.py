@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.env import ROOT
 from benchmarks.scale import main as scale_main
+from ncf.config import load_params
 from ncf.interactions import Columns, read_interactions
 from ncf.movielens import load_release
 from ncf.synthetic import ML20M_ITEMS, ML20M_RATINGS, ML20M_USERS, ML25M_ITEMS, ML25M_RATINGS, ML25M_USERS
@@ -51,10 +53,10 @@ def test_synthetic_csv_is_an_own_file_shaped_like_ml20m(tmp_path, capsys):
 def test_scale_bench_measures_every_step_at_every_size(tmp_path):
     scale_main(["--sizes", "3000", "6000", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
                 "--batch-size", "4096", "--ingest", "0", "--recommend-users", "0", "--evaluate-users", "0",
-                "--compare-users", "0", "--pipeline-interactions", "0"])
+                "--compare-users", "0", "--pipeline-interactions", "0", "--baseline-users", "1000"])
     report = json.loads((tmp_path / "out" / "scale.json").read_text())
     rows = {(round(row["interactions"], -3), row["step"]): row for row in report["rows"]}
-    steps = ("parse", "split", "gmf_epoch", "eval", "mlp_epoch", "neumf_epoch")
+    steps = ("parse", "split", "gmf_epoch", "eval", "mlp_epoch", "neumf_epoch", "baselines")
     assert set(rows) == {(k, s) for k in (3000, 6000) for s in steps}
     for (size, step), row in rows.items():
         assert row["seconds"] >= 0 and row["peak_rss_mb"] > 0
@@ -66,6 +68,25 @@ def test_scale_bench_measures_every_step_at_every_size(tmp_path):
             assert row["positives"] == row["train"] == rows[size, "split"]["train"]
             assert row["samples"] == row["positives"] * 9 and np.isfinite(row["loss"])  # 8 negatives each
             assert 0 < row["seconds_per_epoch"] <= row["seconds"]  # the step also builds the model and sampler
+        if step == "baselines":  # each baseline fit once at its grid's costliest value, its first users ranked
+            params = load_params(ROOT / "params.yaml")
+            assert row["valid_users"] == rows[size, "split"]["users"]
+            assert row["ials"]["hyper"]["factors"] == max(params.ials.factors)
+            assert row["itemknn"]["hyper"]["k"] == max(params.itemknn.k)
+            assert row["ease_items"] == min(params.ease.max_items, rows[size, "split"]["items"])
+            for kind, grid in (("ease", len(params.ease.l2)), ("itemknn", len(params.itemknn.k)),
+                               ("ials", len(params.ials.factors) * len(params.ials.regularization))):
+                part = row[kind]
+                assert part["grid"] == grid and part["ranked"] == min(1000, row["valid_users"])
+                assert part["fit_s"] > 0 and part["seconds_per_1000_users"] > 0
+                # every grid value a fit and a validation of every user, then the refit
+                assert part["stage_estimate_s"] == pytest.approx(
+                    grid * (part["fit_s"] + part["seconds_per_1000_users"] * row["valid_users"] / 1000)
+                    + part["fit_s"], rel=0.02, abs=0.1)
+                assert row["matrices_peak_rss_mb"] <= part["peak_rss_mb"] <= row["peak_rss_mb"]
+            assert row["stage_estimate_s"] == pytest.approx(
+                row["matrices_s"] + sum(row[kind]["stage_estimate_s"] for kind in ("ease", "ials", "itemknn")),
+                abs=0.2)
     assert (tmp_path / "out" / "scale.png").stat().st_size > 10_000
 
     # Rerunning one step at one size replaces that row and keeps every other.
