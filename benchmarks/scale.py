@@ -2,7 +2,7 @@
 
 For each size, a synthetic release shaped like MovieLens-25M (`ncf.synthetic`: 162,541 users
 and 59,047 movies at 25 M ratings; fewer users, same ratings per user, below that) is written
-as a GroupLens-style zip, then six steps run, each in a process of its own so that its peak
+as a GroupLens-style zip, then seven steps run, each in a process of its own so that its peak
 memory (VmHWM, imports included) is its own:
 - parse: read the zip from disk (the `local` source) and write the canonical parquet files;
 - split: leave-one-out by time, contiguous ids, the split's parquet files;

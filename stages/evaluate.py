@@ -19,7 +19,7 @@ import pandas as pd
 
 from ncf import baselines
 from ncf.config import check_runnable, load_params
-from ncf.evaluate import ItemMask, Popularity, rank_test
+from ncf.evaluate import ItemMask, Popularity, draw_negatives, rank_test
 from ncf.io import output_file, write_json, write_parquet
 from ncf.metrics import standard_errors, summarize
 from ncf.models import count_parameters, load_checkpoint
@@ -61,10 +61,12 @@ def main():
     chunk, sample_seed = params.evaluate.chunk_users, stage_seed(params.seed, "evaluate:sampled")
 
     report, ranks, models = {}, {"user": users, "item": targets}, {}
+    # The sampled protocol's negatives are the same for every model: drawn once, not once per model.
+    negatives = draw_negatives(users, positives, num_items, sample_seed, chunk, device)
 
     def score(name, score_all, extra=None):
-        ranks[name], sampled = rank_test(score_all, users, targets, mask, positives, num_items,
-                                         sample_seed, chunk, device, desc=f"{name} test ranking")
+        ranks[name], sampled = rank_test(score_all, users, targets, mask, positives, num_items, sample_seed,
+                                         chunk, device, desc=f"{name} test ranking", negatives=negatives)
         ranks[f"{name}_sampled"] = sampled
         report[name] = {**summarize(ranks[name], params.evaluate.ks), **standard_errors(ranks[name]),
                         **{f"sampled_{k}": v for k, v in summarize(sampled, (SAMPLED_K,)).items()},

@@ -186,7 +186,7 @@ def test_popularity_ranks_by_counts():
 
 # --- the paper's sampled protocol ------------------------------------------------------------------
 
-from ncf.evaluate import rank_test, sampled_negatives  # noqa: E402
+from ncf.evaluate import draw_negatives, rank_test, sampled_negatives  # noqa: E402
 
 
 def rank_sampled(score_all, users, targets, mask, num_items, seed, chunk_users=1024):
@@ -254,3 +254,22 @@ def test_rank_sampled_constant_model_ranks_last():
     targets = np.array([items[users == u][0] for u in range(12)])
     ranks = rank_sampled(lambda u: torch.zeros(len(u), 150), np.arange(12), targets, mask, 150, seed=0)
     assert (ranks == 99).all()
+
+
+def test_negatives_drawn_once_give_every_model_the_same_ranks_as_drawing_them_per_chunk():
+    users, items, mask = _positives(num_users=30, num_items=150)
+    test_users = np.array([3, 0, 7, 29, 12, 5, 18], dtype=np.int64)
+    targets = np.array([items[users == u][0] for u in test_users])
+    drawn = draw_negatives(test_users, mask, 150, seed=5, chunk_users=3)
+    assert torch.equal(drawn, sampled_negatives(test_users, mask, 150, seed=5))
+    for seed in (0, 1):
+        weights = torch.randn(30, 150, generator=torch.Generator().manual_seed(seed))
+        def score_all(u, weights=weights):
+            return weights[u]
+        alone = rank_test(score_all, test_users, targets, mask, mask, 150, seed=5, chunk_users=2)
+        shared = rank_test(score_all, test_users, targets, mask, mask, 150, seed=5, chunk_users=2, negatives=drawn)
+        assert [a.tolist() for a in alone] == [b.tolist() for b in shared]
+    # The draws given are the ones used: with every slot empty, no negative can beat the target.
+    empty = torch.full_like(drawn, -1)
+    assert rank_test(score_all, test_users, targets, mask, mask, 150, 5, 2, negatives=empty)[1].tolist() == [0] * 7
+    assert shared[1].max() > 0

@@ -116,6 +116,21 @@ def sampled_negatives(users: np.ndarray, mask: ItemMask, num_items: int, seed: i
     return torch.where(picked.values == torch.iinfo(torch.int64).max, -1, picked.indices)
 
 
+def draw_negatives(users: np.ndarray, positives: ItemMask, num_items: int, seed: int, chunk_users: int = 1024,
+                   device="cpu", desc: str = "sampled negatives") -> torch.Tensor:
+    """`sampled_negatives` for every user in `users` ([len(users), 99]: 129 MB at 162,541 users),
+    drawn `chunk_users` at a time, so that a stage ranking several models draws them once; the
+    same draws as rank_test makes without them (they do not depend on chunks)."""
+    parts, bar = [], progress(desc=desc, total=len(users), unit="users")
+    try:
+        for start in range(0, len(users), chunk_users):
+            parts.append(sampled_negatives(users[start:start + chunk_users], positives, num_items, seed).to(device))
+            bar.update(len(parts[-1]))
+    finally:
+        bar.close()
+    return torch.cat(parts) if parts else torch.zeros((0, SAMPLED_NEGATIVES), dtype=torch.int64, device=device)
+
+
 def sampled_ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor):
     """Rank of targets[r] among the items negatives[r] (-1 = empty slot); ties count against it."""
     target = torch.nan_to_num(scores.gather(1, targets[:, None]).float(), nan=-torch.inf)
@@ -127,14 +142,19 @@ def sampled_ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, negat
 @torch.no_grad()
 def rank_test(score_all, users: np.ndarray, targets: np.ndarray, mask: ItemMask, positives: ItemMask,
               num_items: int, seed: int, chunk_users: int = 1024, device="cpu",
-              desc: str = "test ranking") -> tuple[np.ndarray, np.ndarray]:
+              desc: str = "test ranking", negatives: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Full-ranking ranks (as `rank_held_out`, with `mask`) and the paper's sampled-protocol ranks
     (among 99 negatives drawn from outside `positives`, which must hold all of each user's
-    items), both from one scoring pass over the users."""
-    full, sampled = [], []
+    items), both from one scoring pass over the users. `negatives`: those draws for every user,
+    made beforehand by `draw_negatives` (the same ones), to share them between models."""
+    full, sampled, done = [], [], 0
     for u_np, u, t, scores in _scored_chunks(score_all, users, targets, chunk_users, device, desc):
-        negatives = sampled_negatives(u_np, positives, num_items, seed).to(device)
-        sampled.append(sampled_ranks_from_scores(scores, t, negatives).cpu())
+        if negatives is None:
+            drawn = sampled_negatives(u_np, positives, num_items, seed).to(device)
+        else:
+            drawn = negatives[done:done + len(u_np)].to(device)
+        done += len(u_np)
+        sampled.append(sampled_ranks_from_scores(scores, t, drawn).cpu())
         rows, cols = mask.rows_cols(u)
         full.append(ranks_from_scores(scores, t, rows, cols).cpu())
     return _numpy(full), _numpy(sampled)
