@@ -45,7 +45,7 @@ bench-gpu: setup  ## NeuMF samples/s and full-ranking time on one GPU, ml-100k a
 	$(BIN)/dvc repro split
 	$(BIN)/python -m benchmarks.devicebench $(BENCH_GPU_ARGS)
 
-bench-scale: setup  ## time and memory of parse, split, a GMF epoch and evaluation at 0.1M-25M synthetic interactions, ranking and compare at MovieLens-25M shape, then every stage of the whole pipeline at 1M (about 75 minutes)
+bench-scale: setup  ## time and memory of parse, split, GMF/MLP/NeuMF epochs, evaluation and the baselines at 0.1M-25M synthetic interactions, ranking and compare at MovieLens-25M shape, then every stage of the whole pipeline at 1M (about 95 minutes)
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 lock: $(BIN)/python  ## re-pin every installed package into requirements.lock

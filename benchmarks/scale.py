@@ -475,8 +475,9 @@ def plot(rows: list[dict], path: Path) -> None:
         part = frame[frame["step"] == name]
         seconds = part["seconds_per_epoch"] if name.endswith("_epoch") and part.get("seconds_per_epoch") is not None \
             and part["seconds_per_epoch"].notna().all() else part["seconds"]  # a bounded epoch's whole-epoch time
-        left.plot(part["interactions"], seconds, marker=marker, label=name)
-        right.plot(part["interactions"], part["peak_rss_mb"] / 1024, marker=marker, label=name)
+        label = "baselines (one fit each)" if name == "baselines" else name  # a bounded step: not the stage
+        left.plot(part["interactions"], seconds, marker=marker, label=label)
+        right.plot(part["interactions"], part["peak_rss_mb"] / 1024, marker=marker, label=label)
     xs = np.array(sorted(frame["interactions"].unique()), dtype=float)
     ref = frame[frame["step"] == "parse"]["seconds"].iloc[0] * xs / xs[0]
     left.plot(xs, ref, color="grey", linestyle=":", label="linear growth")
