@@ -61,6 +61,9 @@ def main():
     chunk, sample_seed = params.evaluate.chunk_users, stage_seed(params.seed, "evaluate:sampled")
 
     report, ranks, models = {}, {"user": users, "item": targets}, {}
+    for kind in NEURAL:  # first, so that a missing checkpoint stops the stage before any work
+        model, _ = load_checkpoint(args.models / f"{kind}.pt", kind, shape)
+        models[kind] = model.to(device).eval()
     # The sampled protocol's negatives are the same for every model: drawn once, not once per model.
     negatives = draw_negatives(users, positives, num_items, sample_seed, chunk, device)
 
@@ -72,10 +75,7 @@ def main():
                         **{f"sampled_{k}": v for k, v in summarize(sampled, (SAMPLED_K,)).items()},
                         **(extra or {})}
 
-    for kind in NEURAL:
-        model, _ = load_checkpoint(args.models / f"{kind}.pt", kind, shape)
-        model.to(device).eval()
-        models[kind] = model
+    for kind, model in models.items():
         score(kind, model.score_all, {"params": count_parameters(model)})
     # Popularity counts what the models were trained on: training, plus validation with train.refit.
     seen = known if params.train.refit else train

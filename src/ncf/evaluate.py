@@ -110,7 +110,8 @@ def sampled_negatives(users: np.ndarray, mask: ItemMask, num_items: int, seed: i
         base = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
         cells = users.astype(np.uint64)[:, None] * np.uint64(num_items) + np.arange(num_items, dtype=np.uint64)
         keys = torch.from_numpy((_splitmix64(base + cells) >> np.uint64(1)).astype(np.int64))
-    rows, cols = mask.rows_cols(torch.as_tensor(users, dtype=torch.int64, device=mask.items.device))
+    # a copy: `users` may be a read-only view of a parquet column (torch warns on those)
+    rows, cols = mask.rows_cols(torch.tensor(users, dtype=torch.int64, device=mask.items.device))
     keys[rows.cpu(), cols.cpu()] = torch.iinfo(torch.int64).max  # the user's positives: never drawn
     picked = torch.topk(keys, min(count, num_items), dim=1, largest=False)
     return torch.where(picked.values == torch.iinfo(torch.int64).max, -1, picked.indices)
