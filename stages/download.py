@@ -8,6 +8,8 @@ tracked with `dvc add`. Both end in the same canonical tables (src/ncf/interacti
 
 import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
 
+from concurrent.futures import ThreadPoolExecutor
+
 from ncf.config import load_params
 from ncf.interactions import PARQUET_OPTIONS
 from ncf.io import write_parquet
@@ -22,10 +24,13 @@ def main():
     args = p.parse_args()
     params = load_params(args.params)
     interactions, items, source = load(params.data, log=lambda msg: log("download", msg))
-    write_parquet(interactions, args.interactions, **PARQUET_OPTIONS)
-    write_parquet(items, args.items)
-    log("download", f"{source}: {len(interactions):,} interactions, {interactions['user_id'].nunique():,} users, "
-        f"{interactions['item_id'].nunique():,} items ({len(items):,} named)")
+    with ThreadPoolExecutor(1) as pool:  # the log's counts while the file is written (both release the GIL)
+        counts = pool.submit(lambda: [interactions[c].nunique() for c in ("user_id", "item_id")])
+        write_parquet(interactions, args.interactions, **PARQUET_OPTIONS)
+        write_parquet(items, args.items)
+        users, item_count = counts.result()
+    log("download", f"{source}: {len(interactions):,} interactions, {users:,} users, "
+        f"{item_count:,} items ({len(items):,} named)")
 
 
 if __name__ == "__main__":

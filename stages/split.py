@@ -9,9 +9,9 @@ import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
 from pathlib import Path
 
 from ncf.config import load_params
-from ncf.io import read_parquet, write_json, write_parquet
-from ncf.split import Rules, leave_one_out, report
-from ncf.stage import log, parser, run
+from ncf.io import read_columns, read_parquet, write_json, write_parquet
+from ncf.split import Rules, leave_one_out, report, with_catalog
+from ncf.stage import import_meanwhile, log, parser, run
 
 
 def main():
@@ -28,7 +28,9 @@ def main():
     rules = Rules(positives=s.positives, min_rating=s.min_rating, repeats=s.repeats, short_users=s.short_users,
                   min_item_interactions=s.min_item_interactions)
     source = params.data.file.interactions if params.data.dataset == "file" else params.data.dataset
-    split = leave_one_out(read_parquet(args.interactions), read_parquet(args.items), rules, name=source)
+    interactions = read_columns(args.interactions)  # numpy arrays: the split needs pandas only for its tables
+    import_meanwhile("pandas")
+    split = with_catalog(leave_one_out(interactions, rules=rules, name=source), read_parquet(args.items))
     for name in ("train", "valid", "test", "users", "items"):
         write_parquet(getattr(split, name), args.out / f"{name}.parquet")
     write_parquet(split.catalog, args.catalog)

@@ -18,6 +18,7 @@ Files are read with pyarrow's readers: CSV or TSV (plain or gzipped) with a head
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,15 +235,28 @@ def canonical_interactions(table: pa.Table | pd.DataFrame, columns: Columns, pat
         table = pa.Table.from_pandas(table, preserve_index=False)
     if table.num_rows == 0:
         raise DataError(f"{path}: has a header but no rows; give one row per interaction")
-    out = {
-        "user_id": _ids(_column(table, columns.user, path, f"{prefix}user", fmt), "user id", path, fmt),
-        "item_id": _ids(_column(table, columns.item, path, f"{prefix}item", fmt), "item id", path, fmt),
-    }
+    # (name, param, conversion of the column): converted on two threads (Arrow's kernels and numpy
+    # release the GIL), each on its own column; the first problem in this order is the one raised,
+    # as one column after the other would.
+    wanted = [("user_id", columns.user, "user", lambda v: _ids(v, "user id", path, fmt)),
+              ("item_id", columns.item, "item", lambda v: _ids(v, "item id", path, fmt))]
     if columns.timestamp:
-        out["timestamp"] = _timestamps(_column(table, columns.timestamp, path, f"{prefix}timestamp", fmt),
-                                       path, fmt, f"{prefix}timestamp")
+        wanted.append(("timestamp", columns.timestamp, "timestamp",
+                       lambda v: _timestamps(v, path, fmt, f"{prefix}timestamp")))
     if columns.rating:
-        out["rating"] = _ratings(_column(table, columns.rating, path, f"{prefix}rating", fmt), path, fmt)
+        wanted.append(("rating", columns.rating, "rating", lambda v: _ratings(v, path, fmt)))
+    out = {}
+    with ThreadPoolExecutor(2) as pool:
+        jobs = []
+        for name, column, param, convert in wanted:
+            try:
+                jobs.append((name, pool.submit(convert, _column(table, column, path, f"{prefix}{param}", fmt))))
+            except DataError as exc:
+                jobs.append((name, exc))
+        for name, job in jobs:
+            if isinstance(job, DataError):
+                raise job
+            out[name] = job.result()
     return pd.DataFrame(out, copy=False)  # the columns as they are: no copy into one block
 
 

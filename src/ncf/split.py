@@ -21,6 +21,7 @@ the validation item, the rest training.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -169,8 +170,6 @@ def leave_one_out(interactions, items: pd.DataFrame | None = None, rules: Rules 
 
     `interactions`: a DataFrame, or a mapping of column name to array (the split stage's, read
     with pyarrow)."""
-    import pandas as pd
-
     rows = len(interactions["user_id"])
     dropped = dict.fromkeys(DROP_REASONS, 0)
     keep = None  # every row is a positive
@@ -227,6 +226,8 @@ def leave_one_out(interactions, items: pd.DataFrame | None = None, rules: Rules 
     train = np.ones(len(user), dtype=bool)
     train[test] = train[valid] = False
 
+    import pandas as pd  # here, not above: the split stage imports it meanwhile (ncf.stage.import_meanwhile)
+
     train_user, train_item = _both(partial(user.__getitem__, train), partial(item.__getitem__, train))
     train_columns = {"user": train_user, "item": train_item}
     if has_time:
@@ -234,17 +235,26 @@ def leave_one_out(interactions, items: pd.DataFrame | None = None, rules: Rules 
     train_frame = pd.DataFrame(train_columns, copy=False)
     users = pd.DataFrame({"user": np.arange(len(user_left), dtype=np.int32), "user_id": user_ids[user_left]})
     item_frame = pd.DataFrame({"item": np.arange(len(item_left), dtype=np.int32), "item_id": item_ids[item_left]})
-    catalog = item_frame if items is None else item_frame.merge(items, on="item_id", how="left")
     return Split(
         train=train_frame,
         valid=pd.DataFrame({"user": user[valid], "item": item[valid]}),
         test=pd.DataFrame({"user": user[test], "item": item[test]}),
         users=users,
         items=item_frame,
-        catalog=catalog,
+        catalog=item_frame if items is None else _catalog(item_frame, items),
         rows=rows,
         dropped=dropped,
     )
+
+
+def _catalog(item_frame: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    return item_frame.merge(items, on="item_id", how="left")
+
+
+def with_catalog(split: Split, items: pd.DataFrame) -> Split:
+    """`split` whose catalog has the columns of `items` (canonical items: item_id, title, ...), as
+    leave_one_out(..., items) gives it."""
+    return dataclasses.replace(split, catalog=_catalog(split.items, items))
 
 
 def report(split: Split) -> dict:

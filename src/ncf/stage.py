@@ -94,3 +94,15 @@ def run(main: Callable[[], None]) -> None:
 
 def log(stage: str, msg: str) -> None:
     print(f"[{stage}] {msg}", file=sys.stderr, flush=True)
+
+
+def import_meanwhile(module: str) -> None:
+    """Start importing `module` on a thread and return at once: a stage that needs pandas only for
+    its last step (the split) imports it (~0.3 s of Python) while its reads and sorts, which
+    release the GIL, run. Importing it later waits for this import to end, as Python's import
+    lock does for any two threads. Call it once the modules needed before that step are loaded, so
+    the two threads never import the same module at the same time."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=(module,), name=f"import {module}", daemon=True).start()
