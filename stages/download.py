@@ -14,7 +14,7 @@ from ncf.config import load_params
 from ncf.interactions import PARQUET_OPTIONS
 from ncf.io import write_parquet
 from ncf.sources import load
-from ncf.stage import log, parser, run
+from ncf.stage import import_meanwhile, log, parser, run
 
 
 def main():
@@ -23,6 +23,7 @@ def main():
     p.add_argument("--items", required=True, help="output: canonical items parquet (ids, titles, ...)")
     args = p.parse_args()
     params = load_params(args.params)
+    import_meanwhile("pandas")  # needed once the file is read (a DataFrame, written with pandas's metadata)
     interactions, items, source = load(params.data, log=lambda msg: log("download", msg))
     with ThreadPoolExecutor(1) as pool:  # the log's counts while the file is written (both release the GIL)
         counts = pool.submit(lambda: [interactions[c].nunique() for c in ("user_id", "item_id")])

@@ -22,14 +22,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ncf.errors import DataError
+
+if TYPE_CHECKING:  # pandas is imported where it is used: the download stage imports it meanwhile
+    import pandas as pd
 
 # How data/raw/interactions.parquet is encoded: ids and ratings as dictionaries (few distinct
 # values), timestamps byte-stream-split (nearly all distinct: a dictionary fills up and falls back).
@@ -195,6 +199,8 @@ def _timestamps(values: pa.ChunkedArray, path, fmt: str, param: str) -> np.ndarr
         return pc.cast(pc.cast(values, pa.timestamp("s", tz="UTC") if pa.types.is_timestamp(kind)
                                else pa.timestamp("s")), pa.int64()).combine_chunks().to_numpy()
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        import pandas as pd
+
         text = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
         seconds = pd.to_numeric(text, errors="coerce")  # epoch seconds written among text
         iso = pd.to_datetime(text.where(seconds.isna()), utc=True, format="ISO8601", errors="coerce")
@@ -214,6 +220,8 @@ def _ratings(values: pa.ChunkedArray, path, fmt: str) -> np.ndarray:
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         arr = _numpy(values).astype(np.float64, copy=False)
     else:
+        import pandas as pd
+
         arr = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object),
                             errors="coerce").to_numpy(np.float64)
     bad = np.flatnonzero(~np.isfinite(arr))
@@ -231,7 +239,7 @@ def canonical_interactions(table: pa.Table | pd.DataFrame, columns: Columns, pat
     `path` and `fmt` only shape the messages (a CSV's line numbers count the header); `prefix`
     names the params that set `columns`.
     """
-    if isinstance(table, pd.DataFrame):
+    if not isinstance(table, pa.Table):  # a DataFrame
         table = pa.Table.from_pandas(table, preserve_index=False)
     if table.num_rows == 0:
         raise DataError(f"{path}: has a header but no rows; give one row per interaction")
@@ -257,6 +265,8 @@ def canonical_interactions(table: pa.Table | pd.DataFrame, columns: Columns, pat
             if isinstance(job, DataError):
                 raise job
             out[name] = job.result()
+    import pandas as pd
+
     return pd.DataFrame(out, copy=False)  # the columns as they are: no copy into one block
 
 
@@ -268,6 +278,8 @@ def read_interactions(path: str | Path, columns: Columns, fmt: str = "auto") -> 
 
 def read_items(path: str | Path, item: str, title: str, fmt: str = "auto") -> pd.DataFrame:
     """A user's items file -> canonical items: item_id, title, then the file's other columns."""
+    import pandas as pd
+
     fmt = file_format(path, fmt)
     table = read_table(path, fmt, role="items", text=(item,))
     if table.num_rows == 0:
@@ -288,6 +300,8 @@ def read_items(path: str | Path, item: str, title: str, fmt: str = "auto") -> pd
 def align_items(items: pd.DataFrame, item_ids) -> tuple[pd.DataFrame, int]:
     """`items` with ids of the interactions' kind (int64 or text), and how many interaction item
     ids it does not name (a warning, not an error: those items are shown by id)."""
+    import pandas as pd
+
     ids = pd.Series(item_ids)
     if ids.dtype == object and items["item_id"].dtype != object:
         items = items.assign(item_id=items["item_id"].astype(str).to_numpy(dtype=object))
