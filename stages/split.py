@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ncf.config import load_params
 from ncf.io import read_columns, read_parquet, write_json, write_parquet
-from ncf.split import Rules, leave_one_out, report, with_catalog
+from ncf.split import TRAIN_PARQUET_OPTIONS, Rules, leave_one_out, report, with_catalog
 from ncf.stage import import_meanwhile, log, parser, run
 
 
@@ -38,7 +38,8 @@ def main():
     interactions = read_columns(args.interactions)  # numpy arrays: the split needs pandas only for its tables
     import_meanwhile("pandas")
     split = with_catalog(leave_one_out(interactions, rules=rules, name=source), read_parquet(args.items))
-    for name in ("train", "valid", "test", "users", "items"):
+    write_parquet(split.train, args.out / "train.parquet", **TRAIN_PARQUET_OPTIONS)
+    for name in ("valid", "test", "users", "items"):
         write_parquet(getattr(split, name), args.out / f"{name}.parquet")
     write_parquet(split.catalog, args.catalog)
     summary = report(split)

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 A, B = TypeVar("A"), TypeVar("B")
 
+# How data/split/train.parquet is encoded: user and item as dictionaries, timestamps byte-stream-split
+# (nearly all distinct: a dictionary fills up at ~130 k values and falls back). For 19.5 M rows:
+# 104 MB instead of 136 MB, ~0.2 s less to write and ~0.3 s less to read back.
+TRAIN_PARQUET_OPTIONS = {"use_dictionary": ["user", "item"], "use_byte_stream_split": ["timestamp"]}
 MIN_INTERACTIONS = 3  # one test, one validation and at least one training item
 DROP_REASONS = ("below_min_rating", "repeated", "rare_item", "short_user")
 
