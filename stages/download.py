@@ -10,7 +10,8 @@ import os
 
 # pyarrow's allocator (mimalloc) gives memory it freed back to the OS after 10 ms, and the next
 # table takes it back page by page: at 20 M rows that was 1-3 s of system time per stage. Kept for
-# 1 s, it is reused (set before pyarrow loads; the other stages keep the default).
+# 1 s, it is reused (set before pyarrow loads; the other stages keep the default). numpy's side:
+# ncf.stage.reuse_freed_memory.
 os.environ.setdefault("MIMALLOC_PURGE_DELAY", "1000")
 
 import _bootstrap  # noqa: E402, F401  (project Python and this checkout's src/)
@@ -21,7 +22,7 @@ from ncf.config import load_params
 from ncf.interactions import PARQUET_OPTIONS
 from ncf.io import write_parquet
 from ncf.sources import load
-from ncf.stage import import_meanwhile, log, parser, run
+from ncf.stage import import_meanwhile, log, parser, reuse_freed_memory, run
 
 
 def main():
@@ -30,6 +31,7 @@ def main():
     p.add_argument("--items", required=True, help="output: canonical items parquet (ids, titles, ...)")
     args = p.parse_args()
     params = load_params(args.params)
+    reuse_freed_memory()
     import_meanwhile("pandas")  # needed once the file is read (a DataFrame, written with pandas's metadata)
     interactions, items, source = load(params.data, log=lambda msg: log("download", msg))
     with ThreadPoolExecutor(1) as pool:  # the log's counts while the file is written (both release the GIL)

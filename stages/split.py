@@ -8,7 +8,8 @@ import os
 
 # pyarrow's allocator (mimalloc) gives memory it freed back to the OS after 10 ms, and the next
 # table takes it back page by page: at 20 M rows that was 1-3 s of system time per stage. Kept for
-# 1 s, it is reused (set before pyarrow loads; the other stages keep the default).
+# 1 s, it is reused (set before pyarrow loads; the other stages keep the default). numpy's side:
+# ncf.stage.reuse_freed_memory.
 os.environ.setdefault("MIMALLOC_PURGE_DELAY", "1000")
 
 import _bootstrap  # noqa: E402, F401  (project Python and this checkout's src/)
@@ -18,7 +19,7 @@ from pathlib import Path
 from ncf.config import load_params
 from ncf.io import read_columns, read_parquet, write_json, write_parquet
 from ncf.split import TRAIN_PARQUET_OPTIONS, Rules, leave_one_out, report, with_catalog
-from ncf.stage import import_meanwhile, log, parser, run
+from ncf.stage import import_meanwhile, log, parser, reuse_freed_memory, run
 
 
 def main():
@@ -31,6 +32,7 @@ def main():
     p.add_argument("--report", required=True, type=Path, help="output: the data report (metrics JSON)")
     args = p.parse_args()
     params = load_params(args.params)
+    reuse_freed_memory()
     s = params.split
     rules = Rules(positives=s.positives, min_rating=s.min_rating, repeats=s.repeats, short_users=s.short_users,
                   min_item_interactions=s.min_item_interactions)
