@@ -108,7 +108,7 @@ def import_meanwhile(module: str) -> None:
     threading.Thread(target=importlib.import_module, args=(module,), name=f"import {module}", daemon=True).start()
 
 
-def reuse_freed_memory() -> None:
+def reuse_freed_memory() -> bool:
     """Keep the memory that numpy frees for the next array, instead of handing it back to the OS.
 
     The data stages allocate and free arrays of hundreds of MB one after another. glibc's malloc
@@ -117,14 +117,14 @@ def reuse_freed_memory() -> None:
     whose free top is kept, on one arena for all threads (a helper thread's arena could not hold
     them). Freed memory stays counted in the process's memory until it ends, but is reused first,
     so the peak barely moves. Only where the C library has mallopt (glibc); elsewhere nothing
-    changes. pyarrow's allocator is set apart, before pyarrow loads (MIMALLOC_PURGE_DELAY in the
-    stage scripts)."""
+    changes (False). pyarrow's allocator is set apart, before pyarrow loads (MIMALLOC_PURGE_DELAY in
+    the stage scripts)."""
     import ctypes
 
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return
+        return False
     M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
-    for option, value in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1)):
-        mallopt(option, value)
+    return all([mallopt(option, value) == 1  # mallopt: 1 on success
+                for option, value in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))])
