@@ -37,7 +37,8 @@ def main():
     rules = Rules(positives=s.positives, min_rating=s.min_rating, repeats=s.repeats, short_users=s.short_users,
                   min_item_interactions=s.min_item_interactions)
     source = params.data.file.interactions if params.data.dataset == "file" else params.data.dataset
-    interactions = read_columns(args.interactions)  # numpy arrays: the split needs pandas only for its tables
+    # numpy arrays (the split needs pandas only for its tables); ratings only to pick the positives
+    interactions = read_columns(args.interactions, skip=() if rules.positives == "rated" else ("rating",))
     import_meanwhile("pandas")
     split = with_catalog(leave_one_out(interactions, rules=rules, name=source), read_parquet(args.items))
     write_parquet(split.train, args.out / "train.parquet", **TRAIN_PARQUET_OPTIONS)

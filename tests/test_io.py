@@ -146,3 +146,9 @@ def test_read_columns_gives_the_frames_columns_as_numpy_arrays(tmp_path):
         assert values.tolist() == df[name].tolist()
     assert columns["user_id"].dtype == np.int64 and columns["rating"].dtype == np.float64
     assert columns["item_id"].dtype == object  # text as Python strings, as the split's ids take them
+
+
+def test_read_columns_skips_the_columns_named(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_parquet(pd.DataFrame({"user_id": [1, 2], "rating": [4.0, 5.0], "timestamp": [3, 4]}), path)
+    assert list(read_columns(path, skip=("rating", "absent"))) == ["user_id", "timestamp"]

@@ -63,12 +63,14 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path, to_pandas_kwargs={"split_blocks": True})
 
 
-def read_columns(path: str | Path) -> dict[str, np.ndarray]:
-    """A parquet file's columns as numpy arrays, without pandas: a one-row-group file's numeric
-    columns as read (no copy), text as Python strings (object arrays, as pandas gives them)."""
+def read_columns(path: str | Path, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """A parquet file's columns, but those named in `skip`, as numpy arrays, without pandas: a
+    one-row-group file's numeric columns as read (no copy), text as Python strings (object arrays,
+    as pandas gives them)."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    names = [name for name in pq.read_schema(path).names if name not in skip]
+    table = pq.read_table(path, columns=names)
     return {name: table.column(name).to_numpy() for name in table.column_names}
 
 
