@@ -6,13 +6,23 @@ the release's published sizes), or `file`: your own interactions file under inpu
 tracked with `dvc add`. Both end in the same canonical tables (src/ncf/interactions.py).
 """
 
-import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
+import os
+
+# pyarrow's allocator (mimalloc) gives memory it freed back to the OS after 10 ms, and the next
+# table takes it back page by page: at 20 M rows that was 1-3 s of system time per stage. Kept for
+# 1 s, it is reused (set before pyarrow loads; the other stages keep the default). numpy's side:
+# ncf.stage.reuse_freed_memory.
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "1000")
+
+import _bootstrap  # noqa: E402, F401  (project Python and this checkout's src/)
+
+from concurrent.futures import ThreadPoolExecutor
 
 from ncf.config import load_params
 from ncf.interactions import PARQUET_OPTIONS
 from ncf.io import write_parquet
 from ncf.sources import load
-from ncf.stage import log, parser, run
+from ncf.stage import import_meanwhile, log, parser, reuse_freed_memory, run
 
 
 def main():
@@ -21,11 +31,16 @@ def main():
     p.add_argument("--items", required=True, help="output: canonical items parquet (ids, titles, ...)")
     args = p.parse_args()
     params = load_params(args.params)
+    reuse_freed_memory()
+    import_meanwhile("pandas")  # needed once the file is read (a DataFrame, written with pandas's metadata)
     interactions, items, source = load(params.data, log=lambda msg: log("download", msg))
-    write_parquet(interactions, args.interactions, **PARQUET_OPTIONS)
-    write_parquet(items, args.items)
-    log("download", f"{source}: {len(interactions):,} interactions, {interactions['user_id'].nunique():,} users, "
-        f"{interactions['item_id'].nunique():,} items ({len(items):,} named)")
+    with ThreadPoolExecutor(1) as pool:  # the log's counts while the file is written (both release the GIL)
+        counts = pool.submit(lambda: [interactions[c].nunique() for c in ("user_id", "item_id")])
+        write_parquet(interactions, args.interactions, **PARQUET_OPTIONS)
+        write_parquet(items, args.items)
+        users, item_count = counts.result()
+    log("download", f"{source}: {len(interactions):,} interactions, {users:,} users, "
+        f"{item_count:,} items ({len(items):,} named)")
 
 
 if __name__ == "__main__":

@@ -4,14 +4,22 @@ The rules (params `split:`) and the tie rule (equal timestamps keep the source f
 are in src/ncf/split.py; every row a rule drops is counted in the data report.
 """
 
-import _bootstrap  # noqa: F401  (project Python and this checkout's src/)
+import os
+
+# pyarrow's allocator (mimalloc) gives memory it freed back to the OS after 10 ms, and the next
+# table takes it back page by page: at 20 M rows that was 1-3 s of system time per stage. Kept for
+# 1 s, it is reused (set before pyarrow loads; the other stages keep the default). numpy's side:
+# ncf.stage.reuse_freed_memory.
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "1000")
+
+import _bootstrap  # noqa: E402, F401  (project Python and this checkout's src/)
 
 from pathlib import Path
 
 from ncf.config import load_params
-from ncf.io import read_parquet, write_json, write_parquet
-from ncf.split import Rules, leave_one_out, report
-from ncf.stage import log, parser, run
+from ncf.io import read_columns, read_parquet, write_json, write_parquet
+from ncf.split import TRAIN_PARQUET_OPTIONS, Rules, leave_one_out, report, with_catalog
+from ncf.stage import import_meanwhile, log, parser, reuse_freed_memory, run
 
 
 def main():
@@ -24,12 +32,17 @@ def main():
     p.add_argument("--report", required=True, type=Path, help="output: the data report (metrics JSON)")
     args = p.parse_args()
     params = load_params(args.params)
+    reuse_freed_memory()
     s = params.split
     rules = Rules(positives=s.positives, min_rating=s.min_rating, repeats=s.repeats, short_users=s.short_users,
                   min_item_interactions=s.min_item_interactions)
     source = params.data.file.interactions if params.data.dataset == "file" else params.data.dataset
-    split = leave_one_out(read_parquet(args.interactions), read_parquet(args.items), rules, name=source)
-    for name in ("train", "valid", "test", "users", "items"):
+    # numpy arrays (the split needs pandas only for its tables); ratings only to pick the positives
+    interactions = read_columns(args.interactions, skip=() if rules.positives == "rated" else ("rating",))
+    import_meanwhile("pandas")
+    split = with_catalog(leave_one_out(interactions, rules=rules, name=source), read_parquet(args.items))
+    write_parquet(split.train, args.out / "train.parquet", **TRAIN_PARQUET_OPTIONS)
+    for name in ("valid", "test", "users", "items"):
         write_parquet(getattr(split, name), args.out / f"{name}.parquet")
     write_parquet(split.catalog, args.catalog)
     summary = report(split)

@@ -12,12 +12,14 @@ import gzip
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from ncf.config import DataParams, FileParams
 from ncf.errors import DataError
-from ncf.interactions import Columns, canonical_interactions, file_format, read_interactions, read_items
+from ncf.interactions import (Columns, _numbers, canonical_interactions, file_format, read_interactions,
+                              read_items)
 from ncf.sources import load
 from ncf.split import leave_one_out
 
@@ -221,3 +223,28 @@ def test_four_forms_of_ml100k_give_the_movielens_split_byte_for_byte(ml100k, tmp
         if form == "zero-padded":  # the id maps hold the ids as in the data: text, in the same order
             users = pd.read_parquet(out / "users.parquet")
             assert users["user_id"].tolist() == [f"{u:05d}" for u in pd.read_parquet(want / "users.parquet")["user_id"]]
+
+
+@pytest.mark.parametrize("late", ["4.5,2024-05-01T12:00:00Z", "4.5,1700000000", "five,1700000000"])
+def test_columns_typed_from_the_first_block_fall_back_when_a_later_row_differs(tmp_path, late):
+    # The reader is given the numeric types of the file's first 64 KiB; a later row that does not
+    # fit (a fraction among whole ratings, ISO text among epoch seconds, a word) falls back to
+    # inferring over the whole file, as a read without the types would.
+    rows = [f"{u},{i},{1 + (u + i) % 5},{1_600_000_000 + u * 100 + i}" for u in range(1, 2000) for i in range(10)]
+    path = tmp_path / "late.csv"
+    path.write_text("user,item,rating,timestamp\n" + "\n".join(rows) + f"\n9999,1,{late}\n")
+    assert path.stat().st_size > 3 * (64 << 10)
+    # The first block alone reads as whole numbers: the reader is first given int64 for both.
+    assert _numbers(path, "csv", {"user": pa.string(), "item": pa.string()}) == {"rating": pa.int64(),
+                                                                                "timestamp": pa.int64()}
+    columns = Columns(user="user", item="item", timestamp="timestamp", rating="rating")
+    inferred = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        column_types={"user": pa.string(), "item": pa.string()}, strings_can_be_null=True,
+        quoted_strings_can_be_null=True))
+    if late.startswith("five"):
+        with pytest.raises(DataError, match="ratings are empty or not numbers"):
+            read_interactions(path, columns)
+        return
+    pd.testing.assert_frame_equal(read_interactions(path, columns),
+                                  canonical_interactions(inferred, columns, path), check_exact=True)
+    assert read_interactions(path, columns)["rating"].iloc[-1] == 4.5

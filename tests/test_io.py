@@ -12,7 +12,7 @@ import pytest
 
 import pyarrow.parquet as pq
 
-from ncf.io import output_file, read_parquet, write_bytes, write_json, write_parquet, write_tsv
+from ncf.io import output_file, read_columns, read_parquet, write_bytes, write_json, write_parquet, write_tsv
 
 
 class Boom(RuntimeError):
@@ -132,3 +132,23 @@ def test_output_file_respects_umask(tmp_path):
     atomic = tmp_path / "atomic.txt"
     write_bytes(b"x", atomic)
     assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask
+
+
+def test_read_columns_gives_the_frames_columns_as_numpy_arrays(tmp_path):
+    df = pd.DataFrame({"user_id": np.array([3, 1, 2], dtype=np.int64), "item_id": ["0007", "b", "Café"],
+                       "timestamp": np.array([10, 20, 30], dtype=np.int64), "rating": [1.5, 4.0, 3.0]})
+    path = tmp_path / "t.parquet"
+    write_parquet(df, path)
+    columns = read_columns(path)
+    assert list(columns) == list(df.columns)
+    for name, values in columns.items():
+        assert isinstance(values, np.ndarray)
+        assert values.tolist() == df[name].tolist()
+    assert columns["user_id"].dtype == np.int64 and columns["rating"].dtype == np.float64
+    assert columns["item_id"].dtype == object  # text as Python strings, as the split's ids take them
+
+
+def test_read_columns_skips_the_columns_named(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_parquet(pd.DataFrame({"user_id": [1, 2], "rating": [4.0, 5.0], "timestamp": [3, 4]}), path)
+    assert list(read_columns(path, skip=("rating", "absent"))) == ["user_id", "timestamp"]

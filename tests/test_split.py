@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ncf.errors import DataError
-from ncf.split import DROP_REASONS, MIN_INTERACTIONS, Rules, leave_one_out, report
+from ncf.split import DROP_REASONS, MIN_INTERACTIONS, Rules, leave_one_out, report, with_catalog
 
 
 def frame(rows, columns=("user_id", "item_id", "rating", "timestamp")) -> pd.DataFrame:
@@ -311,3 +311,39 @@ def test_output_dtypes(ratings, movies):
         assert np.issubdtype(part["user"].dtype, np.integer)
         assert np.issubdtype(part["item"].dtype, np.integer)
         assert part.index.equals(pd.RangeIndex(len(part)))
+
+
+def test_columns_as_arrays_split_as_the_frame_and_the_catalog_joins_after(ratings, movies):
+    # The split stage reads the interactions as numpy arrays (no pandas), and joins the catalog after.
+    frame_split = leave_one_out(ratings, movies)
+    arrays = {name: ratings[name].to_numpy() for name in ratings.columns}
+    array_split = with_catalog(leave_one_out(arrays), movies)
+    for name in ("train", "valid", "test", "users", "items", "catalog"):
+        pd.testing.assert_frame_equal(getattr(array_split, name), getattr(frame_split, name), check_exact=True)
+    assert array_split.dropped == frame_split.dropped and array_split.rows == frame_split.rows
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_two_thread_halves_give_the_one_thread_order(seed):
+    # Rows out of order, many users, ties and repeats: the split sorts each half of the users on its
+    # own thread; the result must be the order of one stable sort of all rows.
+    rng = np.random.default_rng(seed)
+    n = 20_000
+    ratings = pd.DataFrame({"user_id": rng.integers(0, 500, n), "item_id": rng.integers(0, 300, n),
+                            "timestamp": rng.integers(0, 50, n)})
+    split = leave_one_out(ratings)
+    order = np.lexsort((np.arange(n), ratings["timestamp"].to_numpy(), ratings["user_id"].to_numpy()))
+    ordered = ratings.iloc[order]
+    latest = ordered.drop_duplicates(["user_id", "item_id"], keep="last")
+    assert split.dropped["repeated"] == n - len(latest)
+    got = pd.concat([to_original(split, split.train)[["user_id", "item_id"]],
+                     to_original(split, split.valid)[["user_id", "item_id"]],
+                     to_original(split, split.test)[["user_id", "item_id"]]])
+    assert set(got.itertuples(index=False)) == set(latest[["user_id", "item_id"]].itertuples(index=False))
+    last = latest.groupby("user_id").tail(1)
+    held = last[last["user_id"].map(latest.groupby("user_id").size()) >= MIN_INTERACTIONS]
+    assert dict(to_original(split, split.test)[["user_id", "item_id"]].itertuples(index=False)) == \
+        dict(held[["user_id", "item_id"]].itertuples(index=False))
+    train = to_original(split, split.train)
+    source = latest.set_index(["user_id", "item_id"])["timestamp"]
+    assert (train["timestamp"].to_numpy() == source.loc[list(zip(train["user_id"], train["item_id"]))].to_numpy()).all()

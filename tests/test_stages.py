@@ -85,3 +85,31 @@ def test_plot_of_metrics_without_hr10_is_one_line_not_a_traceback(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "no hr@10 / ndcg@10 for neumf; evaluate.ks must include 10" in proc.stderr
     assert not (tmp_path / "out" / "models.png").exists()
+
+
+def test_import_meanwhile_imports_on_a_thread_and_a_later_import_waits_for_it(tmp_path, monkeypatch):
+    import importlib
+    import threading
+
+    from ncf.stage import import_meanwhile
+
+    (tmp_path / "slow_module_for_test.py").write_text(
+        "import threading, time\nloaded_on = threading.current_thread().name\ntime.sleep(0.3)\ndone = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_module_for_test", raising=False)
+    import_meanwhile("slow_module_for_test")
+    module = importlib.import_module("slow_module_for_test")  # waits for the thread's import to end
+    assert module.done and module.loaded_on == "import slow_module_for_test" != threading.current_thread().name
+
+
+def test_reuse_freed_memory_sets_glibcs_malloc():
+    import os
+    import platform
+
+    # In a child process: the setting is the process's own, and stays for its life.
+    code = ("from ncf.stage import reuse_freed_memory; import numpy as np; ok = reuse_freed_memory(); "
+            "a = np.ones(50_000_000 // 8); del a; b = np.ones(50_000_000 // 8); print(ok, b.sum())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert out.stdout.split() == [str(glibc), str(float(50_000_000 // 8))]

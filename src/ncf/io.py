@@ -13,8 +13,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where it is used: the split stage reads without it
+    import numpy as np
+    import pandas as pd
 
 
 def _umask() -> int:
@@ -55,7 +58,20 @@ def write_parquet(df: pd.DataFrame, path: str | Path, **options) -> None:
 def read_parquet(path: str | Path) -> pd.DataFrame:
     """A parquet file as a DataFrame whose columns stay apart (split_blocks): numeric columns are the
     file's arrays as read, without the copy into one 2-D block per type that pandas makes by default."""
+    import pandas as pd
+
     return pd.read_parquet(path, to_pandas_kwargs={"split_blocks": True})
+
+
+def read_columns(path: str | Path, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """A parquet file's columns, but those named in `skip`, as numpy arrays, without pandas: a
+    one-row-group file's numeric columns as read (no copy), text as Python strings (object arrays,
+    as pandas gives them)."""
+    import pyarrow.parquet as pq
+
+    names = [name for name in pq.read_schema(path).names if name not in skip]
+    table = pq.read_table(path, columns=names)
+    return {name: table.column(name).to_numpy() for name in table.column_names}
 
 
 def write_json(obj, path: str | Path) -> None:

@@ -94,3 +94,37 @@ def run(main: Callable[[], None]) -> None:
 
 def log(stage: str, msg: str) -> None:
     print(f"[{stage}] {msg}", file=sys.stderr, flush=True)
+
+
+def import_meanwhile(module: str) -> None:
+    """Start importing `module` on a thread and return at once: a stage that needs pandas only for
+    its last step (the split) imports it (~0.3 s of Python) while its reads and sorts, which
+    release the GIL, run. Importing it later waits for this import to end, as Python's import
+    lock does for any two threads. Call it once the modules needed before that step are loaded, so
+    the two threads never import the same module at the same time."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=(module,), name=f"import {module}", daemon=True).start()
+
+
+def reuse_freed_memory() -> bool:
+    """Keep the memory that numpy frees for the next array, instead of handing it back to the OS.
+
+    The data stages allocate and free arrays of hundreds of MB one after another. glibc's malloc
+    maps each of them apart and unmaps it when freed, so the next one is faulted in again page by
+    page: at 20 M rows, ~0.5 s of system time in the split. Here large blocks come from the heap,
+    whose free top is kept, on one arena for all threads (a helper thread's arena could not hold
+    them). Freed memory stays counted in the process's memory until it ends, but is reused first,
+    so the peak barely moves. Only where the C library has mallopt (glibc); elsewhere nothing
+    changes (False). pyarrow's allocator is set apart, before pyarrow loads (MIMALLOC_PURGE_DELAY in
+    the stage scripts)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+    return all([mallopt(option, value) == 1  # mallopt: 1 on success
+                for option, value in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))])
