@@ -4,15 +4,7 @@ The rules (params `split:`) and the tie rule (equal timestamps keep the source f
 are in src/ncf/split.py; every row a rule drops is counted in the data report.
 """
 
-import os
-
-# pyarrow's allocator (mimalloc) gives memory it freed back to the OS after 10 ms, and the next
-# table takes it back page by page: at 20 M rows that was 1-3 s of system time per stage. Kept for
-# 1 s, it is reused (set before pyarrow loads; the other stages keep the default). numpy's side:
-# ncf.stage.reuse_freed_memory.
-os.environ.setdefault("MIMALLOC_PURGE_DELAY", "1000")
-
-import _bootstrap  # noqa: E402, F401  (project Python and this checkout's src/)
+import _bootstrap  # noqa: F401  (project Python and this checkout's src/; ncf/__init__.py sets the allocators)
 
 from pathlib import Path
 

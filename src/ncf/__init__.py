@@ -14,6 +14,10 @@ already in the environment wins; torchrun's processes inherit these):
   wait for the kernel to compact memory (numpy issue 31590). With it, the split of 20 M rows
   spent 0.4-2.0 s more system time in each of seven runs side by side, the download (less of
   its memory is numpy's) more in four of five.
+- pyarrow's allocator (mimalloc) keeps memory it freed for 1 s (MIMALLOC_PURGE_DELAY=1000)
+  instead of handing it back to the OS after 10 ms: the next table took it back page by page,
+  1-3 s of system time in each of the download and split stages at 20 M rows. numpy's side is
+  ncf.stage.reuse_freed_memory, which only those two stages call.
 """
 
 import os
@@ -21,6 +25,7 @@ import platform
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")  # read when numpy loads
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "1000")  # read when pyarrow loads
 if platform.machine().lower() in ("x86_64", "amd64"):
     for _name, _value in (("MKL_CBWR", "AVX2"), ("ATEN_CPU_CAPABILITY", "avx2"),
                           ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("OPENBLAS_CORETYPE", "Haswell")):

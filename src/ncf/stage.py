@@ -118,7 +118,7 @@ def reuse_freed_memory() -> bool:
     them). Freed memory stays counted in the process's memory until it ends, but is reused first,
     so the peak barely moves. Only where the C library has mallopt (glibc); elsewhere nothing
     changes (False). pyarrow's allocator is set apart, before pyarrow loads (MIMALLOC_PURGE_DELAY in
-    the stage scripts)."""
+    ncf/__init__.py)."""
     import ctypes
 
     try:
