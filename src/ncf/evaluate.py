@@ -122,13 +122,9 @@ def draw_negatives(users: np.ndarray, positives: ItemMask, num_items: int, seed:
     """`sampled_negatives` for every user in `users` ([len(users), 99]: 129 MB at 162,541 users),
     drawn `chunk_users` at a time, so that a stage ranking several models draws them once; the
     same draws as rank_test makes without them (they do not depend on chunks)."""
-    parts, bar = [], progress(desc=desc, total=len(users), unit="users")
-    try:
-        for start in range(0, len(users), chunk_users):
-            parts.append(sampled_negatives(users[start:start + chunk_users], positives, num_items, seed).to(device))
-            bar.update(len(parts[-1]))
-    finally:
-        bar.close()
+    parts = [drawn for *_, drawn in score_chunks(
+        lambda u: sampled_negatives(u.cpu().numpy(), positives, num_items, seed).to(device),
+        users, chunk_users, device, desc)]
     return torch.cat(parts) if parts else torch.zeros((0, SAMPLED_NEGATIVES), dtype=torch.int64, device=device)
 
 

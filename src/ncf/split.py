@@ -119,7 +119,7 @@ def _time_order(user: np.ndarray, timestamp: np.ndarray | None, users: int) -> n
         key -= low
     if (key[1:] >= key[:-1]).all():  # a stable sort would keep every row where it is
         return None
-    # Users below `half` have the lower keys: sorting their rows and the others' apart (on two
+    # Users below users // 2 have the lower keys: sorting their rows and the others' apart (on two
     # threads), then putting the two after each other, is the same stable sort of all rows.
     lower = user < users // 2
     parts = np.flatnonzero(lower), np.flatnonzero(~lower)
@@ -239,26 +239,23 @@ def leave_one_out(interactions, items: pd.DataFrame | None = None, rules: Rules 
     train_frame = pd.DataFrame(train_columns, copy=False)
     users = pd.DataFrame({"user": np.arange(len(user_left), dtype=np.int32), "user_id": user_ids[user_left]})
     item_frame = pd.DataFrame({"item": np.arange(len(item_left), dtype=np.int32), "item_id": item_ids[item_left]})
-    return Split(
+    split = Split(
         train=train_frame,
         valid=pd.DataFrame({"user": user[valid], "item": item[valid]}),
         test=pd.DataFrame({"user": user[test], "item": item[test]}),
         users=users,
         items=item_frame,
-        catalog=item_frame if items is None else _catalog(item_frame, items),
+        catalog=item_frame,
         rows=rows,
         dropped=dropped,
     )
-
-
-def _catalog(item_frame: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
-    return item_frame.merge(items, on="item_id", how="left")
+    return split if items is None else with_catalog(split, items)
 
 
 def with_catalog(split: Split, items: pd.DataFrame) -> Split:
     """`split` whose catalog has the columns of `items` (canonical items: item_id, title, ...), as
     leave_one_out(..., items) gives it."""
-    return dataclasses.replace(split, catalog=_catalog(split.items, items))
+    return dataclasses.replace(split, catalog=split.items.merge(items, on="item_id", how="left"))
 
 
 def report(split: Split) -> dict:
