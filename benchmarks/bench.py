@@ -337,7 +337,10 @@ def _copy(tmp: Path, name: str) -> Path:
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for path in files + ["data/raw/interactions.parquet", "data/raw/items.parquet"]:
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / path, repo / path)
+        if (ROOT / path).is_dir():  # data/raw/interactions.parquet: a folder of parts
+            shutil.copytree(ROOT / path, repo / path)
+        else:
+            shutil.copy2(ROOT / path, repo / path)
     for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@ncf.invalid",
                                                  "commit", "-qm", "bench copy"]):
         subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True)

@@ -11,24 +11,25 @@ import _bootstrap  # noqa: F401  (project Python and this checkout's src/; ncf/_
 from concurrent.futures import ThreadPoolExecutor
 
 from ncf.config import load_params
-from ncf.interactions import PARQUET_OPTIONS
-from ncf.io import write_parquet
+from ncf.interactions import PARQUET_OPTIONS, RAW_PARTS
+from ncf.io import write_parquet, write_parquet_parts
 from ncf.sources import load
 from ncf.stage import import_meanwhile, log, parser, reuse_freed_memory, run
 
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--interactions", required=True, help="output: canonical interactions parquet")
+    p.add_argument("--interactions", required=True,
+                   help=f"output: canonical interactions, a folder of {RAW_PARTS} parquet files (part-0.parquet, ...)")
     p.add_argument("--items", required=True, help="output: canonical items parquet (ids, titles, ...)")
     args = p.parse_args()
     params = load_params(args.params)
     reuse_freed_memory()
     import_meanwhile("pandas")  # needed once the file is read (a DataFrame, written with pandas's metadata)
     interactions, items, source = load(params.data, log=lambda msg: log("download", msg))
-    with ThreadPoolExecutor(1) as pool:  # the log's counts while the file is written (both release the GIL)
+    with ThreadPoolExecutor(1) as pool:  # the log's counts while the files are written (all release the GIL)
         counts = pool.submit(lambda: [interactions[c].nunique() for c in ("user_id", "item_id")])
-        write_parquet(interactions, args.interactions, **PARQUET_OPTIONS)
+        write_parquet_parts(interactions, args.interactions, RAW_PARTS, **PARQUET_OPTIONS)
         write_parquet(items, args.items)
         users, item_count = counts.result()
     log("download", f"{source}: {len(interactions):,} interactions, {users:,} users, "

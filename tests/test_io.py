@@ -12,7 +12,8 @@ import pytest
 
 import pyarrow.parquet as pq
 
-from ncf.io import output_file, read_columns, read_parquet, write_bytes, write_json, write_parquet, write_tsv
+from ncf.io import (output_dir, output_file, read_columns, read_parquet, write_bytes, write_json, write_parquet,
+                    write_parquet_parts, write_tsv)
 
 
 class Boom(RuntimeError):
@@ -152,3 +153,79 @@ def test_read_columns_skips_the_columns_named(tmp_path):
     path = tmp_path / "t.parquet"
     write_parquet(pd.DataFrame({"user_id": [1, 2], "rating": [4.0, 5.0], "timestamp": [3, 4]}), path)
     assert list(read_columns(path, skip=("rating", "absent"))) == ["user_id", "timestamp"]
+
+
+def _frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": np.arange(n, dtype=np.int64) // 3, "item_id": [f"i{k % 5:03d}" for k in range(n)],
+                         "timestamp": np.arange(n, dtype=np.int64) * 7, "rating": np.arange(n) % 5 + 0.5})
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 1000])
+def test_write_parquet_parts_keeps_the_rows_in_order_for_pandas_and_read_columns(tmp_path, rows):
+    df = _frame(rows)
+    folder = tmp_path / "interactions.parquet"
+    write_parquet_parts(df, folder, 2)
+    assert sorted(p.name for p in folder.iterdir()) == ["part-0.parquet", "part-1.parquet"]
+    halves = [pd.read_parquet(folder / f"part-{i}.parquet") for i in (0, 1)]
+    assert [len(h) for h in halves] == [rows // 2, rows - rows // 2]  # each the next slice of the rows
+    pd.testing.assert_frame_equal(pd.read_parquet(folder), df)  # a folder pandas reads as the table
+    single = tmp_path / "one.parquet"
+    write_parquet(df, single)
+    for skip in ((), ("rating",)):
+        got, want = read_columns(folder, skip=skip), read_columns(single, skip=skip)
+        assert list(got) == list(want)
+        for name in want:
+            assert got[name].dtype == want[name].dtype and got[name].tolist() == want[name].tolist(), name
+
+
+def test_read_columns_joins_parts_in_number_order(tmp_path):
+    # part-10 comes after part-9, as the writer numbers them, not as the names sort
+    df = _frame(23)
+    folder = tmp_path / "t.parquet"
+    write_parquet_parts(df, folder, 11)
+    assert read_columns(folder)["timestamp"].tolist() == df["timestamp"].tolist()
+
+
+def test_write_parquet_parts_gives_the_same_bytes_for_the_same_rows(tmp_path):
+    df = _frame(5000)
+    for name in ("a", "b"):
+        write_parquet_parts(df, tmp_path / name, 2, use_dictionary=["user_id"])
+    for part in ("part-0.parquet", "part-1.parquet"):
+        assert (tmp_path / "a" / part).read_bytes() == (tmp_path / "b" / part).read_bytes()
+
+
+def test_write_parquet_parts_replaces_a_file_or_folder_and_a_failure_keeps_it(tmp_path, monkeypatch):
+    target = tmp_path / "interactions.parquet"
+    write_parquet(_frame(4), target)  # the earlier layout: one file
+    write_parquet_parts(_frame(6), target, 2)
+    assert target.is_dir() and len(pd.read_parquet(target)) == 6
+    write_parquet_parts(_frame(8), target, 2)  # a folder replaced by the new one
+    assert len(pd.read_parquet(target)) == 8
+    write_table = pq.write_table
+
+    def second_part_fails(table, where, **options):
+        if str(where).endswith("part-1.parquet"):
+            raise Boom("disk full")
+        write_table(table, where, **options)
+
+    monkeypatch.setattr(pq, "write_table", second_part_fails)
+    with pytest.raises(Boom):
+        write_parquet_parts(_frame(10), target, 2)
+    monkeypatch.undo()
+    assert len(pd.read_parquet(target)) == 8  # the failed write left the folder as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interactions.parquet"]  # and no temp folder
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~_umask()
+
+
+def test_output_dir_interrupted_leaves_no_target_and_no_temp(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with output_dir(tmp_path / "parts") as tmp:
+            (tmp / "part-0.parquet").write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -23,7 +23,7 @@ import yaml
 
 from benchmarks.env import dvc_env
 from ncf.stage import RESTORE
-from tests.test_pipeline_e2e import copy_project
+from tests.test_pipeline_e2e import content, copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEAP = {"train": {"max_epochs": 4, "patience": 2, "batch_size": 512}, "gmf": {"dim": 8, "lr": 0.05, "l2": 0.0},
@@ -78,8 +78,8 @@ def interactions(week: int, users: int = 30, per_user: int = 6, seed: int = 0) -
     return "".join(lines[i] + "\n" for i in order)
 
 
-def digests(project: Path) -> dict[str, bytes]:
-    return {name: (project / name).read_bytes() for name in OUTPUTS}
+def digests(project: Path) -> dict[str, bytes | dict[str, bytes]]:
+    return {name: content(project / name) for name in OUTPUTS}
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_the_data_travels_through_a_remote_and_dvc_exp_run_works_on_it(project, 
     shell(f"git clone -q {project} {clone}", tmp_path)
     shell(f"dvc remote add --local -d team {remote} && dvc pull -q", clone)
     for name in ["input/interactions.csv", "input/items.csv", *OUTPUTS]:
-        assert (clone / name).read_bytes() == (project / name).read_bytes(), name
+        assert content(clone / name) == content(project / name), name
     ran = stages_run(shell("dvc exp run -S split.short_users=drop", clone).stdout)
     assert "split" in ran and "download" not in ran, ran  # a split param: the data is not read again
 

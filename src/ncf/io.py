@@ -1,8 +1,8 @@
 """Atomic writes of every artefact: parquet, JSON, TSV, checkpoints and figures.
 
-Each writer goes through `output_file()`: the data lands in a temporary file beside the target
-and replaces it with `os.replace` only once complete, so an interrupted stage never leaves a
-half-written file that the next run would trust.
+Each writer goes through `output_file()` (or `output_dir()` for a folder of parts): the data lands
+in a temporary file beside the target and replaces it with `os.replace` only once complete, so an
+interrupted stage never leaves a half-written file that the next run would trust.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +47,29 @@ def output_file(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def output_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; put it in place of `path` (a folder or a file, if
+    either is there) if the block succeeds, else remove it and leave `path` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # what mkdir would give; mkdtemp's are 0700
+        if path.is_dir() and not path.is_symlink():  # a folder is not replaced by rename: moved aside first
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            if path.is_symlink() or path.exists():  # a file (an earlier layout, or DVC's link to its cache)
+                path.unlink()
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_parquet(df: pd.DataFrame, path: str | Path, **options) -> None:
     """One row group, whatever the size: the stages read whole files back, and one row group reads
     into one array per column, not ~20 pieces per 20 M rows that pandas then has to join (most of
@@ -53,6 +78,34 @@ def write_parquet(df: pd.DataFrame, path: str | Path, **options) -> None:
     pyarrow.parquet.write_table (encodings, for example)."""
     with output_file(path) as tmp:
         df.to_parquet(tmp, index=False, row_group_size=max(len(df), 1), **options)
+
+
+def write_parquet_parts(df: pd.DataFrame, path: str | Path, parts: int, **options) -> None:
+    """`df` as a folder of `parts` parquet files, part-0.parquet, part-1.parquet, ..., each the next
+    slice of the rows (as even as can be), written at once on one thread each: pyarrow writes a
+    file's columns one after the other, on one core. pandas and pyarrow read the folder as one
+    table in row order; so does `read_columns`. The slices depend on the row count only, so the
+    same rows give the same bytes on any machine. `options` as for write_parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    bounds = [len(df) * i // parts for i in range(parts + 1)]
+
+    def write(i: int) -> None:
+        rows = bounds[i + 1] - bounds[i]
+        pq.write_table(table.slice(bounds[i], rows), folder / f"part-{i}.parquet", row_group_size=max(rows, 1),
+                       **options)
+
+    with output_dir(path) as folder, ThreadPoolExecutor(parts) as pool:
+        list(pool.map(write, range(parts)))  # list(): the first failure is raised
+
+
+def _parts(path: Path) -> list[Path]:
+    """A parquet file, or the parts of a folder written by write_parquet_parts, in row order."""
+    if not path.is_dir():
+        return [path]
+    return sorted(path.glob("part-*.parquet"), key=lambda part: int(part.stem.removeprefix("part-")))
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame:
@@ -64,14 +117,25 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
 
 
 def read_columns(path: str | Path, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """A parquet file's columns, but those named in `skip`, as numpy arrays, without pandas: a
-    one-row-group file's numeric columns as read (no copy), text as Python strings (object arrays,
-    as pandas gives them)."""
+    """A parquet file's columns (or those of a folder of parts, write_parquet_parts), but those named
+    in `skip`, as numpy arrays, without pandas: a one-row-group file's numeric columns as read (no
+    copy), text as Python strings (object arrays, as pandas gives them). Parts are read at once,
+    one thread each, and joined column by column."""
+    import numpy as np
     import pyarrow.parquet as pq
 
-    names = [name for name in pq.read_schema(path).names if name not in skip]
-    table = pq.read_table(path, columns=names)
-    return {name: table.column(name).to_numpy() for name in table.column_names}
+    parts = _parts(Path(path))
+    names = [name for name in pq.read_schema(parts[0]).names if name not in skip]
+
+    def read(part: Path) -> dict[str, np.ndarray]:
+        table = pq.ParquetFile(part).read(columns=names)  # not pq.read_table: it loads pyarrow.dataset, and pandas
+        return {name: table.column(name).to_numpy() for name in names}
+
+    if len(parts) == 1:
+        return read(parts[0])
+    with ThreadPoolExecutor(len(parts)) as pool:
+        pieces = list(pool.map(read, parts))
+        return dict(zip(names, pool.map(lambda name: np.concatenate([piece[name] for piece in pieces]), names)))
 
 
 def write_json(obj, path: str | Path) -> None:
