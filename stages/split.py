@@ -16,7 +16,7 @@ from ncf.stage import import_meanwhile, log, parser, reuse_freed_memory, run
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--interactions", required=True, type=Path, help="input: canonical interactions parquet")
+    p.add_argument("--interactions", required=True, type=Path, help="input: canonical interactions (parquet parts)")
     p.add_argument("--items", required=True, type=Path, help="input: canonical items parquet")
     p.add_argument("--out", required=True, type=Path, help="output folder for the split's parquet files")
     p.add_argument("--catalog", required=True, type=Path,
@@ -24,14 +24,16 @@ def main():
     p.add_argument("--report", required=True, type=Path, help="output: the data report (metrics JSON)")
     args = p.parse_args()
     params = load_params(args.params)
-    reuse_freed_memory()
+    reuse_freed_memory(arrow=True)  # before pyarrow loads: the parts read are freed before the split's arrays are made
+    import pyarrow.parquet  # noqa: F401  (here, so that pandas, loading on a thread, finds it loaded)
+
+    import_meanwhile("pandas")  # ~0.2 s of Python, while the parts are read: pyarrow's to_numpy needs it loaded
     s = params.split
     rules = Rules(positives=s.positives, min_rating=s.min_rating, repeats=s.repeats, short_users=s.short_users,
                   min_item_interactions=s.min_item_interactions)
     source = params.data.file.interactions if params.data.dataset == "file" else params.data.dataset
     # numpy arrays (the split needs pandas only for its tables); ratings only to pick the positives
     interactions = read_columns(args.interactions, skip=() if rules.positives == "rated" else ("rating",))
-    import_meanwhile("pandas")
     split = with_catalog(leave_one_out(interactions, rules=rules, name=source), read_parquet(args.items))
     write_parquet(split.train, args.out / "train.parquet", **TRAIN_PARQUET_OPTIONS)
     for name in ("valid", "test", "users", "items"):

@@ -113,3 +113,20 @@ def test_reuse_freed_memory_sets_glibcs_malloc():
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert out.stdout.split() == [str(glibc), str(float(50_000_000 // 8))]
+
+
+def test_reuse_freed_memory_with_arrow_puts_pyarrow_on_the_same_heap():
+    import os
+    import platform
+
+    code = ("import os; os.environ.pop('ARROW_DEFAULT_MEMORY_POOL', None)\n"
+            "from ncf.stage import reuse_freed_memory; ok = reuse_freed_memory(arrow=True)\n"
+            "import pyarrow as pa; print(ok, pa.default_memory_pool().backend_name)\n"
+            "try:\n    reuse_freed_memory(arrow=True)\nexcept RuntimeError as exc:\n    print('late:', exc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    lines = out.stdout.splitlines()
+    assert lines[0] == ("True system" if glibc else "False mimalloc")
+    if glibc:  # once pyarrow is loaded its allocator is fixed: a late call says so instead of doing nothing
+        assert lines[1].startswith("late: ") and "before pyarrow is imported" in lines[1]
