@@ -18,8 +18,8 @@ import pytest
 
 from ncf.config import DataParams, FileParams
 from ncf.errors import DataError
-from ncf.interactions import (Columns, _numbers, canonical_interactions, file_format, read_interactions,
-                              read_items)
+from ncf.interactions import (Columns, _probe, canonical_interactions, file_format, read_interactions, read_items,
+                              read_table)
 from ncf.sources import load
 from ncf.split import leave_one_out
 
@@ -235,8 +235,8 @@ def test_columns_typed_from_the_first_block_fall_back_when_a_later_row_differs(t
     path.write_text("user,item,rating,timestamp\n" + "\n".join(rows) + f"\n9999,1,{late}\n")
     assert path.stat().st_size > 3 * (64 << 10)
     # The first block alone reads as whole numbers: the reader is first given int64 for both.
-    assert _numbers(path, "csv", {"user": pa.string(), "item": pa.string()}) == {"rating": pa.int64(),
-                                                                                "timestamp": pa.int64()}
+    assert _probe(path, "csv", {"user": pa.string(), "item": pa.string()}) == (
+        ["user", "item", "rating", "timestamp"], {"rating": pa.int64(), "timestamp": pa.int64()})
     columns = Columns(user="user", item="item", timestamp="timestamp", rating="rating")
     inferred = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
         column_types={"user": pa.string(), "item": pa.string()}, strings_can_be_null=True,
@@ -248,3 +248,19 @@ def test_columns_typed_from_the_first_block_fall_back_when_a_later_row_differs(t
     pd.testing.assert_frame_equal(read_interactions(path, columns),
                                   canonical_interactions(inferred, columns, path), check_exact=True)
     assert read_interactions(path, columns)["rating"].iloc[-1] == 4.5
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_only_the_named_columns_are_read_and_a_missing_one_is_named_beside_the_files(tmp_path, fmt):
+    frame = pd.DataFrame({"session": ["s1", "s2"], "u": [1, 2], "device": ["web", "app"], "i": [10, 11],
+                          "when": [5, 6], "note": ["a,b", "c"]})
+    path = tmp_path / f"log.{fmt}"
+    frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path, index=False)
+    assert read_table(path, columns=("u", "i", "when")).column_names == ["u", "i", "when"]
+    assert read_table(path).column_names == list(frame.columns)
+    # A missing column: every column is read, so the error can list what the file has.
+    assert read_table(path, columns=("u", "item")).column_names == list(frame.columns)
+    with pytest.raises(DataError, match=r"no column 'item' \(data.file.item\); the file has 'session', 'u'"):
+        read_interactions(path, Columns(user="u", item="item", timestamp="when"))
+    got = read_interactions(path, Columns(user="u", item="i", timestamp="when"))
+    assert list(got.columns) == ["user_id", "item_id", "timestamp"] and got["item_id"].tolist() == [10, 11]

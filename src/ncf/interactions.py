@@ -85,11 +85,14 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
 
 
-def read_table(path: str | Path, fmt: str = "auto", role: str = "interactions", text: tuple[str, ...] = ()) -> pa.Table:
-    """The whole file as an Arrow table; any problem becomes one DataError naming the file.
+def read_table(path: str | Path, fmt: str = "auto", role: str = "interactions", text: tuple[str, ...] = (),
+               columns: tuple[str, ...] | None = None) -> pa.Table:
+    """The file as an Arrow table; any problem becomes one DataError naming the file.
 
     The CSV/TSV columns named in `text` are read as text (ids: pyarrow would read "0001" as 1),
-    the others as pyarrow infers them.
+    the others as pyarrow infers them. With `columns`, only those are read (a log's other columns
+    are neither parsed nor held) where the header has them all; else every column, so that the
+    caller can name the one missing beside the file's columns.
     """
     path = Path(path)
     fmt = file_format(path, fmt)
@@ -100,16 +103,18 @@ def read_table(path: str | Path, fmt: str = "auto", role: str = "interactions", 
                         "interaction")
     try:
         if fmt == "parquet":
-            table = pq.read_table(path)
+            wanted = columns and set(columns) <= set(pq.read_schema(path).names)
+            table = pq.read_table(path, columns=list(columns) if wanted else None)
         else:
             types = {c: pa.string() for c in text if c}
-            numbers = _numbers(path, fmt, types)
+            names, numbers = _probe(path, fmt, types)
+            include = list(columns) if columns and set(columns) <= set(names) else []
             try:  # the numeric columns typed as the first block reads them: no inference over every block
-                table = _read_csv(path, fmt, {**numbers, **types}) if numbers else None
+                table = _read_csv(path, fmt, {**numbers, **types}, include) if numbers else None
             except pa.ArrowInvalid:  # a later block holds something else: inferred over the whole file
                 table = None
             if table is None:
-                table = _read_csv(path, fmt, types)
+                table = _read_csv(path, fmt, types, include)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as exc:
         kind = "parquet" if fmt == "parquet" else f"{fmt.upper()} (with a header row)"
         raise DataError(f"{path}: not a readable {kind} file ({_first_line(exc)}); check the file or "
@@ -117,21 +122,22 @@ def read_table(path: str | Path, fmt: str = "auto", role: str = "interactions", 
     return table
 
 
-def _read_csv(path: Path, fmt: str, types: dict[str, pa.DataType]) -> pa.Table:
+def _read_csv(path: Path, fmt: str, types: dict[str, pa.DataType], include: list[str]) -> pa.Table:
     return pacsv.read_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
         parse_options=pacsv.ParseOptions(delimiter=_DELIMITERS[fmt]),
         convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                             quoted_strings_can_be_null=True),
+                                             quoted_strings_can_be_null=True, include_columns=include),
     )
 
 
-def _numbers(path: Path, fmt: str, types: dict[str, pa.DataType]) -> dict[str, pa.DataType]:
-    """The columns (other than `types`) that pyarrow reads as int64 or float64 in the file's first
-    block (64 KiB), with those types; {} where that block does not read. Giving them to the reader
-    spares it inferring every block's types (at 20 M rows, 0.9 s instead of 1.15 s): the values are
-    those of the inferred read, which the caller falls back to if a later block holds other values."""
+def _probe(path: Path, fmt: str, types: dict[str, pa.DataType]) -> tuple[list[str], dict[str, pa.DataType]]:
+    """(the header's column names, the columns other than `types` that pyarrow reads as int64 or
+    float64 in the file's first block (64 KiB), with those types); ([], {}) where that block does
+    not read. Giving the types to the reader spares it inferring every block's types (at 20 M rows,
+    0.9 s instead of 1.15 s): the values are those of the inferred read, which the caller falls back
+    to if a later block holds other values."""
     try:
         with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=64 << 10),
                             parse_options=pacsv.ParseOptions(delimiter=_DELIMITERS[fmt]),
@@ -139,8 +145,9 @@ def _numbers(path: Path, fmt: str, types: dict[str, pa.DataType]) -> dict[str, p
                                                                  quoted_strings_can_be_null=True)) as reader:
             schema = reader.schema
     except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError):
-        return {}
-    return {f.name: f.type for f in schema if f.name not in types and f.type in (pa.int64(), pa.float64())}
+        return [], {}
+    return schema.names, {f.name: f.type for f in schema if f.name not in types and f.type in (pa.int64(),
+                                                                                              pa.float64())}
 
 
 def _column(table: pa.Table, name: str, path: Path, param: str, fmt: str) -> pa.ChunkedArray:
@@ -323,7 +330,9 @@ def canonical_interactions(table: pa.Table | pd.DataFrame, columns: Columns, pat
 def read_interactions(path: str | Path, columns: Columns, fmt: str = "auto") -> pd.DataFrame:
     """A user's interactions file -> canonical interactions."""
     fmt = file_format(path, fmt)
-    return canonical_interactions(read_table(path, fmt, text=(columns.user, columns.item)), columns, path, fmt)
+    named = tuple(dict.fromkeys(c for c in (columns.user, columns.item, columns.timestamp, columns.rating) if c))
+    return canonical_interactions(read_table(path, fmt, text=(columns.user, columns.item), columns=named), columns,
+                                  path, fmt)
 
 
 def read_items(path: str | Path, item: str, title: str, fmt: str = "auto") -> pd.DataFrame:
