@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ncf.errors import DataError
-from ncf.split import DROP_REASONS, MIN_INTERACTIONS, Rules, leave_one_out, report, with_catalog
+from ncf.split import DROP_REASONS, MIN_INTERACTIONS, Rules, _time_order, leave_one_out, report, with_catalog
 
 
 def frame(rows, columns=("user_id", "item_id", "rating", "timestamp")) -> pd.DataFrame:
@@ -323,14 +323,21 @@ def test_columns_as_arrays_split_as_the_frame_and_the_catalog_joins_after(rating
     assert array_split.dropped == frame_split.dropped and array_split.rows == frame_split.rows
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("seed", range(3))
-def test_two_thread_halves_give_the_one_thread_order(seed):
+def test_two_thread_halves_give_the_one_thread_order(seed, grouped):
     # Rows out of order, many users, ties and repeats: the split sorts each half of the users on its
-    # own thread; the result must be the order of one stable sort of all rows.
+    # own thread; the result must be the order of one stable sort of all rows. Grouped: the rows
+    # by user but not by time within a user (MovieLens-20M's file order), where the halves are slices.
     rng = np.random.default_rng(seed)
     n = 20_000
     ratings = pd.DataFrame({"user_id": rng.integers(0, 500, n), "item_id": rng.integers(0, 300, n),
                             "timestamp": rng.integers(0, 50, n)})
+    if grouped:
+        ratings = ratings.sort_values("user_id", kind="stable", ignore_index=True)
+        user = ratings["user_id"].to_numpy()
+        want = np.lexsort((np.arange(n), ratings["timestamp"].to_numpy(), user))
+        assert (_time_order(user, ratings["timestamp"].to_numpy(), 500) == want).all()
     split = leave_one_out(ratings)
     order = np.lexsort((np.arange(n), ratings["timestamp"].to_numpy(), ratings["user_id"].to_numpy()))
     ordered = ratings.iloc[order]
