@@ -118,9 +118,10 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
 
 def read_columns(path: str | Path, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """A parquet file's columns (or those of a folder of parts, write_parquet_parts), but those named
-    in `skip`, as numpy arrays, without pandas: a one-row-group file's numeric columns as read (no
+    in `skip`, as numpy arrays, not a DataFrame: a one-row-group file's numeric columns as read (no
     copy), text as Python strings (object arrays, as pandas gives them). Parts are read at once,
-    one thread each, and joined column by column."""
+    one thread each, and joined column by column. pyarrow's to_numpy imports pandas all the same:
+    a caller that cares starts that import early (the split stage)."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -128,7 +129,7 @@ def read_columns(path: str | Path, skip: tuple[str, ...] = ()) -> dict[str, np.n
     names = [name for name in pq.read_schema(parts[0]).names if name not in skip]
 
     def read(part: Path) -> dict[str, np.ndarray]:
-        table = pq.ParquetFile(part).read(columns=names)  # not pq.read_table: it loads pyarrow.dataset, and pandas
+        table = pq.ParquetFile(part).read(columns=names)  # not pq.read_table: it loads pyarrow.dataset
         return {name: table.column(name).to_numpy() for name in names}
 
     if len(parts) == 1:
