@@ -35,12 +35,17 @@ def write(path, text: str):
     return path
 
 
+def read_frame(path, columns, fmt="auto"):
+    """read_interactions' Arrow table as a DataFrame, to compare and index."""
+    return read_interactions(path, columns, fmt).to_pandas()
+
+
 CSV = "user,item,stars,when,device\n7,3,4.5,100,web\n7,5,1,90,app\n2,3,5,95,web\n"
 
 
 @pytest.mark.parametrize("name, fmt", [("a.csv", "auto"), ("a.csv.gz", "auto"), ("a.txt", "csv")])
 def test_csv_plain_gzipped_or_named_by_param_read_the_same(tmp_path, name, fmt):
-    got = read_interactions(write(tmp_path / name, CSV), COLUMNS, fmt)
+    got = read_frame(write(tmp_path / name, CSV), COLUMNS, fmt)
     assert list(got.columns) == ["user_id", "item_id", "timestamp", "rating"]
     assert got["user_id"].tolist() == [7, 7, 2] and got["item_id"].tolist() == [3, 5, 3]
     assert got["timestamp"].tolist() == [100, 90, 95] and got["rating"].tolist() == [4.5, 1.0, 5.0]
@@ -48,22 +53,22 @@ def test_csv_plain_gzipped_or_named_by_param_read_the_same(tmp_path, name, fmt):
 
 
 def test_tsv_and_parquet_give_the_same_table_as_csv(tmp_path):
-    want = read_interactions(write(tmp_path / "a.csv", CSV), COLUMNS)
-    tsv = read_interactions(write(tmp_path / "a.tsv.gz", CSV.replace(",", "\t")), COLUMNS)
+    want = read_frame(write(tmp_path / "a.csv", CSV), COLUMNS)
+    tsv = read_frame(write(tmp_path / "a.tsv.gz", CSV.replace(",", "\t")), COLUMNS)
     pq.write_table(pa.Table.from_pandas(pd.read_csv(tmp_path / "a.csv")), tmp_path / "a.parquet")
-    parquet = read_interactions(tmp_path / "a.parquet", COLUMNS)
+    parquet = read_frame(tmp_path / "a.parquet", COLUMNS)
     pd.testing.assert_frame_equal(tsv, want, check_exact=True)
     pd.testing.assert_frame_equal(parquet, want, check_exact=True)
 
 
 def test_optional_columns_are_left_out_not_invented(tmp_path):
-    got = read_interactions(write(tmp_path / "a.csv", CSV), Columns(user="user", item="item", timestamp=""))
+    got = read_frame(write(tmp_path / "a.csv", CSV), Columns(user="user", item="item", timestamp=""))
     assert list(got.columns) == ["user_id", "item_id"]
 
 
 def test_text_ids_stay_text_and_zero_padding_is_kept(tmp_path):
     text = "user,item,when\n0007,B-3,100\n0002,B-3,95\n0010,x,1\n"
-    got = read_interactions(write(tmp_path / "a.csv", text), Columns("user", "item", "when"))
+    got = read_frame(write(tmp_path / "a.csv", text), Columns("user", "item", "when"))
     assert got["user_id"].tolist() == ["0007", "0002", "0010"]
     assert got["item_id"].tolist() == ["B-3", "B-3", "x"]
 
@@ -71,7 +76,7 @@ def test_text_ids_stay_text_and_zero_padding_is_kept(tmp_path):
 def test_iso_times_with_and_without_offset_become_epoch_seconds(tmp_path):
     text = ("user,item,when\n1,1,2024-05-01T12:00:00Z\n1,2,2024-05-01T14:00:00+02:00\n"
             "1,3,2024-05-01 12:00:01.750\n1,4,2024-05-02\n")
-    got = read_interactions(write(tmp_path / "a.csv", text), Columns("user", "item", "when"))
+    got = read_frame(write(tmp_path / "a.csv", text), Columns("user", "item", "when"))
     noon = 1714564800  # 2024-05-01T12:00:00Z
     assert got["timestamp"].tolist() == [noon, noon, noon + 1, noon + 12 * 3600]
 
@@ -79,7 +84,7 @@ def test_iso_times_with_and_without_offset_become_epoch_seconds(tmp_path):
 def test_iso_times_in_parquet_as_arrow_timestamps(tmp_path):
     when = pd.to_datetime(["2024-05-01T12:00:00Z", "2024-05-01T12:00:05Z"])
     pq.write_table(pa.table({"user": ["a", "a"], "item": [1, 2], "when": when}), tmp_path / "a.parquet")
-    got = read_interactions(tmp_path / "a.parquet", Columns("user", "item", "when"))
+    got = read_frame(tmp_path / "a.parquet", Columns("user", "item", "when"))
     assert got["timestamp"].tolist() == [1714564800, 1714564805]
 
 
@@ -119,7 +124,7 @@ BAD = {
 
 def user_ids(values):
     table = pa.table({"u": pa.array(values, type=pa.string()), "i": pa.array(["1"] * len(values))})
-    return canonical_interactions(table, Columns(user="u", item="i", timestamp=""), "f.csv")["user_id"].tolist()
+    return canonical_interactions(table, Columns(user="u", item="i", timestamp=""), "f.csv").column("user_id").to_pylist()
 
 
 @pytest.mark.parametrize("ids", [["1", "20", "0", "-5", "-0"], ["9223372036854775807", "3"]])
@@ -143,7 +148,7 @@ def test_bad_file_is_one_line_naming_the_file(tmp_path, case):
     text, fragment = BAD[case]
     path = write(tmp_path / "input" / "bad.csv", text)
     with pytest.raises(DataError) as info:
-        read_interactions(path, Columns("user", "item", "when"))
+        read_frame(path, Columns("user", "item", "when"))
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{path}: ") and fragment in msg, msg
 
@@ -151,19 +156,19 @@ def test_bad_file_is_one_line_naming_the_file(tmp_path, case):
 def test_wrong_delimiter_is_named_as_such(tmp_path):
     path = write(tmp_path / "a.csv", "user\titem\twhen\n1\t2\t3\n")
     with pytest.raises(DataError, match=r"wrong delimiter\? \(data.file.format: tsv\)"):
-        read_interactions(path, Columns("user", "item", "when"))
+        read_frame(path, Columns("user", "item", "when"))
 
 
 def test_binary_garbage_is_not_a_traceback(tmp_path):
     path = tmp_path / "a.csv"
     path.write_bytes(bytes(range(256)) * 40)
     with pytest.raises(DataError) as info:
-        read_interactions(path, Columns("user", "item", "when"))
+        read_frame(path, Columns("user", "item", "when"))
     assert str(info.value).startswith(f"{path}: ")
     parquet = tmp_path / "a.parquet"
     parquet.write_bytes(b"PAR1" + bytes(range(256)) * 4)
     with pytest.raises(DataError, match="not a readable parquet file"):
-        read_interactions(parquet, Columns("user", "item", "when"))
+        read_frame(parquet, Columns("user", "item", "when"))
 
 
 def test_a_name_without_a_known_extension_asks_for_the_format():
@@ -188,9 +193,9 @@ def ml100k(tmp_path_factory):
     return interactions, folder
 
 
-def forms(interactions: pd.DataFrame, folder):
+def forms(interactions: pa.Table, folder):
     """u.data's rows as a user might export them: (name, file, data.file params)."""
-    frame = interactions.rename(columns={"user_id": "uid", "item_id": "movie", "rating": "stars",
+    frame = interactions.to_pandas().rename(columns={"user_id": "uid", "item_id": "movie", "rating": "stars",
                                          "timestamp": "when"})
     csv = folder / "ratings.csv"
     frame.assign(source="u.data").to_csv(csv, index=False)  # a header, other names, an extra column
@@ -243,11 +248,11 @@ def test_columns_typed_from_the_first_block_fall_back_when_a_later_row_differs(t
         quoted_strings_can_be_null=True))
     if late.startswith("five"):
         with pytest.raises(DataError, match="ratings are empty or not numbers"):
-            read_interactions(path, columns)
+            read_frame(path, columns)
         return
-    pd.testing.assert_frame_equal(read_interactions(path, columns),
-                                  canonical_interactions(inferred, columns, path), check_exact=True)
-    assert read_interactions(path, columns)["rating"].iloc[-1] == 4.5
+    pd.testing.assert_frame_equal(read_frame(path, columns),
+                                  canonical_interactions(inferred, columns, path).to_pandas(), check_exact=True)
+    assert read_frame(path, columns)["rating"].iloc[-1] == 4.5
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -261,6 +266,6 @@ def test_only_the_named_columns_are_read_and_a_missing_one_is_named_beside_the_f
     # A missing column: every column is read, so the error can list what the file has.
     assert read_table(path, columns=("u", "item")).column_names == list(frame.columns)
     with pytest.raises(DataError, match=r"no column 'item' \(data.file.item\); the file has 'session', 'u'"):
-        read_interactions(path, Columns(user="u", item="item", timestamp="when"))
-    got = read_interactions(path, Columns(user="u", item="i", timestamp="when"))
+        read_frame(path, Columns(user="u", item="item", timestamp="when"))
+    got = read_frame(path, Columns(user="u", item="i", timestamp="when"))
     assert list(got.columns) == ["user_id", "item_id", "timestamp"] and got["item_id"].tolist() == [10, 11]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import ncf.movielens as ml
@@ -54,8 +55,9 @@ def expect_ratings(got: pd.DataFrame, want: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_exact=True)
 
 
-def expect_interactions(got: pd.DataFrame, want: pd.DataFrame) -> None:
+def expect_interactions(got: pa.Table, want: pd.DataFrame) -> None:
     """What load_release returns: the canonical interactions (ncf.interactions) of want's ratings."""
+    got = got.to_pandas()
     assert list(got.columns) == ["user_id", "item_id", "timestamp", "rating"]
     assert [got[c].dtype for c in got.columns] == [np.int64, np.int64, np.int64, np.float64]
     for col in got.columns:

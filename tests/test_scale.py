@@ -23,6 +23,7 @@ def test_synthetic_release_parses_like_ml25m_and_keeps_movielens_rules(tmp_path)
     assert abs(n - 20_000) <= 200  # within 1 %
     ratings, movies, source = load_release("ml-25m", ("local",), local_zip=str(tmp_path / "ml-25m.zip"),
                                            verify=False, log=lambda _: None)
+    ratings = ratings.to_pandas()  # an Arrow table, as the download stage writes it
     assert source == "local" and len(ratings) == n
     per_user = ratings.groupby("user_id").size()
     assert per_user.min() >= 20  # as in MovieLens
@@ -41,7 +42,7 @@ def test_synthetic_csv_is_an_own_file_shaped_like_ml20m(tmp_path, capsys):
     assert abs(n - 30_000) <= 300
     assert path.read_text().splitlines()[0] == "userId,movieId,rating,timestamp"  # as GroupLens writes it
     columns = Columns(user="userId", item="movieId", timestamp="timestamp", rating="rating")
-    ratings = read_interactions(path, columns)  # the reader a team's own file goes through
+    ratings = read_interactions(path, columns).to_pandas()  # the reader a team's own file goes through
     assert len(ratings) == n and ratings["user_id"].dtype == ratings["item_id"].dtype == np.int64
     assert ratings["user_id"].nunique() == round(30_000 * ML20M_USERS / ML20M_RATINGS)
     assert ratings["item_id"].nunique() <= ML20M_ITEMS < ML25M_ITEMS

@@ -130,3 +130,28 @@ def test_reuse_freed_memory_with_arrow_puts_pyarrow_on_the_same_heap():
     assert lines[0] == ("True system" if glibc else "False mimalloc")
     if glibc:  # once pyarrow is loaded its allocator is fixed: a late call says so instead of doing nothing
         assert lines[1].startswith("late: ") and "before pyarrow is imported" in lines[1]
+
+
+def test_download_of_an_own_file_of_numbers_without_items_file_never_loads_pandas(tmp_path):
+    # The download writes the Arrow table it read as it is: loading pandas would cost ~0.2 s of CPU
+    # that the CSV reader, on every core, would wait for (and pa.table(), pa.array(), a Python
+    # scalar in a compute call or Schema.empty_table() each load it). Text ids with leading zeros
+    # ("0011") and ISO timestamps still do: telling them apart takes a scalar, parsing the other pandas.
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "log.csv").write_text("user,item,when\n1,10,5\n1,11,6\n2,10,7\n")
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: file\n  file:\n    interactions: input/log.csv\n"
+                                          "    user: user\n    item: item\n    timestamp: when\n")
+    probe = (f"import runpy, sys\nsys.path.insert(0, {str(ROOT / 'stages')!r})\n"
+             "sys.argv = ['download.py', '--interactions', 'raw', '--items', 'items.parquet']\n"
+             "try:\n    runpy.run_path(sys.path[0] + '/download.py', run_name='__main__')\n"
+             "finally:\n    print('pandas' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+    assert "3 interactions, 0 items named" in proc.stderr
+    import pandas as pd
+
+    raw = pd.read_parquet(tmp_path / "raw")
+    assert raw["user_id"].tolist() == [1, 1, 2] and raw["item_id"].tolist() == [10, 11, 10]
+    assert raw["timestamp"].tolist() == [5, 6, 7]
+    assert pd.read_parquet(tmp_path / "items.parquet").columns.tolist() == ["item_id", "title"]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pandas is imported where it is used: the split stage reads without it
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
 
 def _umask() -> int:
@@ -70,17 +71,29 @@ def output_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_parquet(df: pd.DataFrame, path: str | Path, **options) -> None:
+def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, **options) -> None:
     """One row group, whatever the size: the stages read whole files back, and one row group reads
     into one array per column, not ~20 pieces per 20 M rows that pandas then has to join (most of
     the time of reading a MovieLens-20M-sized file). Files under pyarrow's default row group size
     (1 Mi rows, such as every ml-100k file) are written byte for byte as before. `options` go to
-    pyarrow.parquet.write_table (encodings, for example)."""
+    pyarrow.parquet.write_table (encodings, for example). A DataFrame is written with pandas's
+    metadata (its dtypes come back), an Arrow table as it is (without loading pandas)."""
     with output_file(path) as tmp:
-        df.to_parquet(tmp, index=False, row_group_size=max(len(df), 1), **options)
+        if isinstance(df, _arrow_table()):
+            import pyarrow.parquet as pq
+
+            pq.write_table(df, tmp, row_group_size=max(len(df), 1), **options)
+        else:
+            df.to_parquet(tmp, index=False, row_group_size=max(len(df), 1), **options)
 
 
-def write_parquet_parts(df: pd.DataFrame, path: str | Path, parts: int, **options) -> None:
+def _arrow_table() -> type:
+    import pyarrow as pa
+
+    return pa.Table
+
+
+def write_parquet_parts(df: pd.DataFrame | pa.Table, path: str | Path, parts: int, **options) -> None:
     """`df` as a folder of `parts` parquet files, part-0.parquet, part-1.parquet, ..., each the next
     slice of the rows (as even as can be), written at once on one thread each: pyarrow writes a
     file's columns one after the other, on one core. pandas and pyarrow read the folder as one
@@ -89,8 +102,8 @@ def write_parquet_parts(df: pd.DataFrame, path: str | Path, parts: int, **option
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    bounds = [len(df) * i // parts for i in range(parts + 1)]
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    bounds = [len(table) * i // parts for i in range(parts + 1)]
 
     def write(i: int) -> None:
         rows = bounds[i + 1] - bounds[i]

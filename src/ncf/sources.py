@@ -14,12 +14,15 @@ from ncf.interactions import Columns, align_items, read_interactions, read_items
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 OWN_FILE = "file"  # data.dataset for a team's own interactions (data.file.*)
 
 
-def load(data: DataParams, log: Callable[[str], None] = print) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(canonical interactions, canonical items, where they came from) for `data` (params.yaml)."""
+def load(data: DataParams, log: Callable[[str], None] = print) -> tuple[pa.Table, pd.DataFrame | pa.Table, str]:
+    """(canonical interactions, canonical items, where they came from) for `data` (params.yaml).
+    The items are an Arrow table only where there is no items file: then the download stage, for
+    a team's own file of numeric ids and timestamps, never loads pandas."""
     if data.dataset != OWN_FILE:
         from ncf.movielens import load_release  # pandas, tqdm, http: only for a release
 
@@ -35,7 +38,9 @@ def load(data: DataParams, log: Callable[[str], None] = print) -> tuple[pd.DataF
             log(f"warning: {f.items} names no title for {unnamed:,} of the items in {f.interactions}; "
                 "they are shown by id")
     else:
-        import pandas as pd
+        import pyarrow as pa
 
-        items = pd.DataFrame({"item_id": interactions["item_id"].iloc[:0], "title": pd.Series([], dtype="string")})
+        # (not pa.table(), pa.array() or empty_table(): each loads pandas)
+        items = pa.Table.from_arrays([pa.nulls(0, interactions.schema.field("item_id").type), pa.nulls(0, pa.string())],
+                                     names=["item_id", "title"])
     return interactions, items, f.interactions

@@ -34,6 +34,7 @@ from ncf.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 A, B = TypeVar("A"), TypeVar("B")
 
@@ -187,8 +188,10 @@ def leave_one_out(interactions, items: pd.DataFrame | None = None, rules: Rules 
                   name: str = "the interactions") -> Split:
     """Split canonical interactions (source row order) into train / valid / test by time.
 
-    `interactions`: a DataFrame, or a mapping of column name to array (the split stage's, read
-    with pyarrow)."""
+    `interactions`: a DataFrame, an Arrow table (the download's, ncf.interactions), or a mapping
+    of column name to array (the split stage's, read with pyarrow)."""
+    if hasattr(interactions, "column_names"):  # an Arrow table: its columns as numpy arrays
+        interactions = {name: interactions.column(name).to_numpy() for name in interactions.column_names}
     rows = len(interactions["user_id"])
     dropped = dict.fromkeys(DROP_REASONS, 0)
     keep = None  # every row is a positive
@@ -267,9 +270,11 @@ def leave_one_out(interactions, items: pd.DataFrame | None = None, rules: Rules 
     return split if items is None else with_catalog(split, items)
 
 
-def with_catalog(split: Split, items: pd.DataFrame) -> Split:
+def with_catalog(split: Split, items: pd.DataFrame | pa.Table) -> Split:
     """`split` whose catalog has the columns of `items` (canonical items: item_id, title, ...), as
     leave_one_out(..., items) gives it."""
+    if hasattr(items, "column_names"):  # an Arrow table (the download's, where there is no items file)
+        items = items.to_pandas()
     return dataclasses.replace(split, catalog=split.items.merge(items, on="item_id", how="left"))
 
 
