@@ -80,7 +80,7 @@ start = time.perf_counter()
 proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"seconds": time.perf_counter() - start, "cpu_s": usage.ru_utime + usage.ru_stime,
-                  "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
+                  "sys_s": usage.ru_stime, "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
                   "peak_mb": usage.ru_maxrss / 1024}))
 """
 _BARE_READ = """import sys, time
@@ -437,10 +437,11 @@ def measure_ingest(work: Path, rows: int, repeats: int = 1, reuse: bool = False)
         result = launch([sys.executable, "-c", _BARE_READ, str(csv)], project)
         read_s, n = result["stdout"].split()
         bare.append({"read_s": float(read_s), "seconds": result["seconds"], "cpu_s": result["cpu_s"],
-                     "peak_mb": result["peak_mb"], "rows": int(n)})
+                     "sys_s": result["sys_s"], "peak_mb": result["peak_mb"], "rows": int(n)})
         runs = {name: launch(stage_argv(name), project) for name in INGEST_STAGES}
         stages.append({"seconds": sum(r["seconds"] for r in runs.values()),
                        "cpu_s": sum(r["cpu_s"] for r in runs.values()),
+                       "sys_s": sum(r["sys_s"] for r in runs.values()),
                        **{f"{name}_s": r["seconds"] for name, r in runs.items()},
                        **{f"{name}_peak_mb": r["peak_mb"] for name, r in runs.items()},
                        "peak_mb": max(r["peak_mb"] for r in runs.values()),
@@ -459,6 +460,10 @@ def measure_ingest(work: Path, rows: int, repeats: int = 1, reuse: bool = False)
             "users": report["users"], "items": report["items"], "train": report["train"],
             "log": b["log"], "all_bare_read_s": [round(r["read_s"], 2) for r in bare],
             "all_stages_s": [round(r["seconds"], 2) for r in stages],
+            # System time, mostly page faults: on a VM the same read's swings 0.25-3.5 s between
+            # runs (docs/scale.md), which is what moves the bare read, and with it the ratio.
+            "all_bare_sys_s": [round(r["sys_s"], 2) for r in bare],
+            "all_stages_sys_s": [round(s["sys_s"], 2) for s in stages],
             # Each (b) over the (a) just before it: on a shared machine, the load moves between runs.
             "pair_ratios": [round(s["seconds"] / r["read_s"], 2) for r, s in zip(bare, stages)]}
 

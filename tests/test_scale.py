@@ -113,6 +113,8 @@ def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_
     assert (b - 0.005) / (a + 0.005) <= result["ratio"] <= (b + 0.005) / max(a - 0.005, 1e-9)
     assert 0 < result["bare_peak_gb"] and 0 < result["download_peak_gb"] <= result["stages_peak_gb"]
     assert 0 <= result["bare_cpu_s"] and 0 < result["stages_cpu_s"] and len(result["pair_ratios"]) == 1
+    assert len(result["all_bare_sys_s"]) == len(result["all_stages_sys_s"]) == 1
+    assert 0 <= result["all_stages_sys_s"][0] <= result["stages_cpu_s"] + 0.01
     from benchmarks.pipeline import commit  # the figures name the code and the load that made them
 
     assert result["commit"] == commit() and len(result["load_before"]) == len(result["load_after"]) == 3
