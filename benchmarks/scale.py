@@ -56,6 +56,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -464,6 +465,10 @@ def measure_ingest(work: Path, rows: int, repeats: int = 1, reuse: bool = False)
             # runs (docs/scale.md), which is what moves the bare read, and with it the ratio.
             "all_bare_sys_s": [round(r["sys_s"], 2) for r in bare],
             "all_stages_sys_s": [round(s["sys_s"], 2) for s in stages],
+            # User CPU seconds hardly move with it: their ratio (medians) is the steadier measure
+            # of how much more work (b) does than (a).
+            "user_cpu_ratio": round(statistics.median(s["cpu_s"] - s["sys_s"] for s in stages)
+                                    / statistics.median(r["cpu_s"] - r["sys_s"] for r in bare), 2),
             # Each (b) over the (a) just before it: on a shared machine, the load moves between runs.
             "pair_ratios": [round(s["seconds"] / r["read_s"], 2) for r, s in zip(bare, stages)]}
 

@@ -124,7 +124,8 @@ BAD = {
 
 def user_ids(values):
     table = pa.table({"u": pa.array(values, type=pa.string()), "i": pa.array(["1"] * len(values))})
-    return canonical_interactions(table, Columns(user="u", item="i", timestamp=""), "f.csv").column("user_id").to_pylist()
+    canonical = canonical_interactions(table, Columns(user="u", item="i", timestamp=""), "f.csv")
+    return canonical.column("user_id").to_pylist()
 
 
 @pytest.mark.parametrize("ids", [["1", "20", "0", "-5", "-0"], ["9223372036854775807", "3"]])

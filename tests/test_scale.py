@@ -115,6 +115,9 @@ def test_ingest_bench_runs_the_real_stages_on_an_own_csv_beside_a_bare_read(tmp_
     assert 0 <= result["bare_cpu_s"] and 0 < result["stages_cpu_s"] and len(result["pair_ratios"]) == 1
     assert len(result["all_bare_sys_s"]) == len(result["all_stages_sys_s"]) == 1
     assert 0 <= result["all_stages_sys_s"][0] <= result["stages_cpu_s"] + 0.01
+    stages_user = result["stages_cpu_s"] - result["all_stages_sys_s"][0]
+    user = stages_user / (result["bare_cpu_s"] - result["all_bare_sys_s"][0])
+    assert result["user_cpu_ratio"] == pytest.approx(user, rel=0.1)  # (each figure is rounded to 0.01 s)
     from benchmarks.pipeline import commit  # the figures name the code and the load that made them
 
     assert result["commit"] == commit() and len(result["load_before"]) == len(result["load_after"]) == 3
