@@ -78,19 +78,14 @@ def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, **options) -> N
     (1 Mi rows, such as every ml-100k file) are written byte for byte as before. `options` go to
     pyarrow.parquet.write_table (encodings, for example). A DataFrame is written with pandas's
     metadata (its dtypes come back), an Arrow table as it is (without loading pandas)."""
-    with output_file(path) as tmp:
-        if isinstance(df, _arrow_table()):
-            import pyarrow.parquet as pq
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    with output_file(path) as tmp:
+        if isinstance(df, pa.Table):
             pq.write_table(df, tmp, row_group_size=max(len(df), 1), **options)
         else:
             df.to_parquet(tmp, index=False, row_group_size=max(len(df), 1), **options)
-
-
-def _arrow_table() -> type:
-    import pyarrow as pa
-
-    return pa.Table
 
 
 def write_parquet_parts(df: pd.DataFrame | pa.Table, path: str | Path, parts: int, **options) -> None:
