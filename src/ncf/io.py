@@ -79,13 +79,19 @@ def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, **options) -> N
     pyarrow.parquet.write_table (encodings, for example). A DataFrame is written with pandas's
     metadata (its dtypes come back), an Arrow table as it is (without loading pandas)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     with output_file(path) as tmp:
         if isinstance(df, pa.Table):
-            pq.write_table(df, tmp, row_group_size=max(len(df), 1), **options)
+            _write_table(df, tmp, **options)
         else:
             df.to_parquet(tmp, index=False, row_group_size=max(len(df), 1), **options)
+
+
+def _write_table(table: pa.Table, path: Path, **options) -> None:
+    """An Arrow table as one parquet file of one row group (write_parquet's rule)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path, row_group_size=max(len(table), 1), **options)
 
 
 def write_parquet_parts(df: pd.DataFrame | pa.Table, path: str | Path, parts: int, **options) -> None:
@@ -95,15 +101,12 @@ def write_parquet_parts(df: pd.DataFrame | pa.Table, path: str | Path, parts: in
     table in row order; so does `read_columns`. The slices depend on the row count only, so the
     same rows give the same bytes on any machine. `options` as for write_parquet."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
     bounds = [len(table) * i // parts for i in range(parts + 1)]
 
     def write(i: int) -> None:
-        rows = bounds[i + 1] - bounds[i]
-        pq.write_table(table.slice(bounds[i], rows), folder / f"part-{i}.parquet", row_group_size=max(rows, 1),
-                       **options)
+        _write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]), folder / f"part-{i}.parquet", **options)
 
     with output_dir(path) as folder, ThreadPoolExecutor(parts) as pool:
         list(pool.map(write, range(parts)))  # list(): the first failure is raised
