@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from ncf.errors import DataError
 
-if TYPE_CHECKING:  # pandas is imported where it is used: the download stage imports it meanwhile
+if TYPE_CHECKING:  # pandas is imported where it is used: a file of numbers never needs it
     import pandas as pd
 
 # How data/raw/interactions.parquet is written: a folder of RAW_PARTS parquet files, each half of the
@@ -102,9 +102,10 @@ def read_table(path: str | Path, fmt: str = "auto", role: str = "interactions", 
         raise DataError(f"{path}: the {role} file is empty; give a file with a header row and one row per "
                         "interaction")
     try:
-        if fmt == "parquet":
-            wanted = columns and set(columns) <= set(pq.read_schema(path).names)
-            table = pq.read_table(path, columns=list(columns) if wanted else None)
+        if fmt == "parquet":  # one footer read, and not pq.read_table: it loads pyarrow.dataset
+            with pq.ParquetFile(path) as parquet:
+                wanted = columns and set(columns) <= set(parquet.schema_arrow.names)
+                table = parquet.read(columns=list(columns) if wanted else None)
         else:
             types = {c: pa.string() for c in text if c}
             names, numbers = _probe(path, fmt, types)
